@@ -1,0 +1,53 @@
+"""``unlearnkit train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console
+from unlearnkit.data import load_dataset
+from unlearnkit.io import read_index_file
+from unlearnkit.runs import train_run
+from unlearnkit.training import make_config
+
+
+@app.command()
+def train(
+    dataset: str = typer.Option("digits", "--dataset", "-d", help="Registered dataset name."),
+    model: str = typer.Option("mlp", "--model", "-m", help="Registered model name."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory to create."),
+    epochs: int = typer.Option(10, "--epochs"),
+    lr: float = typer.Option(0.05, "--lr"),
+    batch_size: int = typer.Option(128, "--batch-size"),
+    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd | adamw"),
+    schedule: str = typer.Option("cosine", "--schedule", help="cosine | step | constant"),
+    weight_decay: float = typer.Option(5e-4, "--weight-decay"),
+    augment: bool = typer.Option(False, "--augment", help="Random crop (pad 4) + horizontal flip."),
+    seed: int = typer.Option(0, "--seed"),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the validation split."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction"),
+    width: int = typer.Option(None, "--width", help="Model width (hidden units / base channels)."),
+    exclude: Path = typer.Option(None, "--exclude", help="Index file: train on D minus these."),
+    data_root: str = DATA_ROOT,
+    device: str = DEVICE,
+    quiet: bool = QUIET,
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Train a model and write it as a run directory (weights, run.json, dynamics.parquet)."""
+    cfg = make_config(
+        epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
+        weight_decay=weight_decay, augment=augment, seed=seed,
+    )
+    excl = read_index_file(exclude)[0] if exclude else None
+    data = load_dataset(dataset, data_root=data_root, val_fraction=val_fraction, split_seed=split_seed)
+    run = train_run(
+        data, model, cfg, out, model_kwargs={"width": width}, exclude=excl,
+        device=device, quiet=quiet, overwrite=overwrite,
+    )
+    r = run.meta["results"]
+    console.print(
+        f"trained {model} on {dataset}: train {r['train_acc']:.4f}  val {r['val_acc']:.4f}  "
+        f"test {r['test_acc']:.4f}  ({r['seconds']:.1f} s) -> {out}"
+    )

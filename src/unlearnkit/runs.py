@@ -1,0 +1,245 @@
+"""The run directory: every model the toolkit produces is one.
+
+A run directory holds ``model.safetensors`` (weights, never pickle),
+``run.json`` (how to rebuild model and data, hyperparameters, excluded
+indices, results, package versions, the weights' sha256), optionally
+``dynamics.parquet`` (per-example training dynamics), ``data_state.json``
+(what was fitted on the training split, e.g. a vocabulary) and whatever the
+producing command adds (``unlearn.json``, ``scores.parquet``, ...).
+Original models, retrained references, unlearned models, SISA ensembles and
+RUM results are all runs, so ``evaluate`` takes any of them.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from unlearnkit import __version__
+from unlearnkit.data import DataBundle, load_dataset
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.io import atomic_dir, read_json, sha256_file, sha256_indices, write_json, write_parquet
+from unlearnkit.models import Classifier, build_model
+from unlearnkit.training import TrainConfig, accuracy, resolve_device, seed_everything, train
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+META = "run.json"
+
+
+def versions() -> dict[str, str]:
+    return {
+        "unlearnkit": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def model_kwargs_for(data: DataBundle, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Model arguments that depend on the data (the text model's vocabulary size)."""
+    out = {k: v for k, v in kwargs.items() if v is not None}
+    if data.is_text:
+        out.setdefault("vocab_size", len(data.state["vocab"]) + 2)
+    return out
+
+
+def new_model(model_name: str, data: DataBundle, kwargs: dict[str, Any] | None = None) -> Classifier:
+    """Build a fresh model for ``data`` (call :func:`seed_everything` first for reproducibility)."""
+    return build_model(model_name, data.input_shape, data.num_classes, **model_kwargs_for(data, kwargs or {}))
+
+
+@dataclass
+class Run:
+    """A loaded run directory: its metadata, model and (optionally) data."""
+
+    path: Path
+    meta: dict[str, Any]
+    model: Classifier
+    data: DataBundle | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def excluded(self) -> np.ndarray:
+        """Original training indices the model never trained on (sorted)."""
+        return np.asarray(self.meta.get("excluded", {}).get("indices", []), dtype=np.int64)
+
+    @property
+    def dynamics_path(self) -> Path:
+        return self.path / "dynamics.parquet"
+
+    def dynamics(self) -> pd.DataFrame:
+        if not self.dynamics_path.exists():
+            raise UnlearnkitError(
+                f"{self.path}: no dynamics.parquet; it is recorded by `unlearnkit train`"
+            )
+        return pd.read_parquet(self.dynamics_path)
+
+
+def write_run(
+    out: Path,
+    model: nn.Module,
+    meta: dict[str, Any],
+    data: DataBundle,
+    dynamics: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Write weights, run.json (and dynamics, data state) into the directory ``out``.
+
+    ``out`` is normally the temporary directory of :func:`unlearnkit.io.atomic_dir`.
+    Fills in format version, versions, dataset spec and the weights' sha256.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / WEIGHTS))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": versions(),
+        **meta,
+        "dataset": data.spec,
+        "weights_sha256": sha256_file(out / WEIGHTS),
+    }
+    if data.state:
+        write_json(out / "data_state.json", data.state)
+    if dynamics is not None:
+        write_parquet(out / "dynamics.parquet", dynamics)
+    write_json(out / META, meta)
+    return meta
+
+
+def excluded_meta(indices: np.ndarray) -> dict[str, Any]:
+    idx = np.sort(np.asarray(indices, dtype=np.int64))
+    return {"count": int(len(idx)), "sha256": sha256_indices(idx), "indices": idx.tolist()}
+
+
+def load_meta(path: str | Path) -> dict[str, Any]:
+    """Read and check a run's run.json (existence, format version)."""
+    path = Path(path)
+    if not (path / META).exists():
+        raise UnlearnkitError(f"{path}: not a run directory (no {META})")
+    meta = read_json(path / META)
+    fv = meta.get("format_version")
+    if fv != FORMAT_VERSION:
+        raise UnlearnkitError(
+            f"{path}: run format version {fv} is incompatible with this unlearnkit "
+            f"({__version__}, format {FORMAT_VERSION}); re-create the run"
+        )
+    return meta
+
+
+def load_data_for(meta: dict[str, Any], path: Path, data_root: str | None = None) -> DataBundle:
+    spec = meta["dataset"]
+    state = read_json(path / "data_state.json") if (path / "data_state.json").exists() else None
+    return load_dataset(
+        spec["name"],
+        data_root=data_root or spec.get("data_root"),
+        val_fraction=spec["val_fraction"],
+        split_seed=spec["split_seed"],
+        state=state,
+        **spec.get("options", {}),
+    )
+
+
+def load_weights(path: Path, meta: dict[str, Any], model: nn.Module) -> None:
+    """Load ``model.safetensors`` into ``model`` after checking its sha256."""
+    wpath = path / WEIGHTS
+    if not wpath.exists():
+        raise UnlearnkitError(f"{path}: missing {WEIGHTS}")
+    if sha256_file(wpath) != meta.get("weights_sha256"):
+        raise UnlearnkitError(f"{wpath}: sha256 mismatch; the checkpoint is corrupted or truncated")
+    try:
+        state = load_file(str(wpath))
+        model.load_state_dict(state)
+    except (SafetensorError, RuntimeError) as e:
+        raise UnlearnkitError(f"{wpath}: cannot load weights ({str(e).splitlines()[0]})") from None
+
+
+def load_run(
+    path: str | Path,
+    data_root: str | None = None,
+    device: str = "cpu",
+    data: DataBundle | None = None,
+) -> Run:
+    """Load a run directory: model (weights checked by sha256) and its data.
+
+    Pass ``data`` to reuse an already loaded bundle (it must be the run's dataset).
+    """
+    path = Path(path)
+    meta = load_meta(path)
+    if data is None:
+        data = load_data_for(meta, path, data_root)
+    model = new_model(meta["model"]["name"], data, meta["model"].get("kwargs", {}))
+    load_weights(path, meta, model)
+    model.to(resolve_device(device)).eval()
+    return Run(path=path, meta=meta, model=model, data=data)
+
+
+def evaluate_splits(model: nn.Module, data: DataBundle, train_positions: np.ndarray | None = None) -> dict[str, float]:
+    """train/val/test accuracy in [0, 1] (train over ``train_positions`` if given)."""
+    pos = np.arange(data.n_train) if train_positions is None else train_positions
+    return {
+        "train_acc": accuracy(model, data.x_train[pos], data.y_train[pos]),
+        "val_acc": accuracy(model, data.x_val, data.y_val),
+        "test_acc": accuracy(model, data.x_test, data.y_test),
+    }
+
+
+def train_run(
+    data: DataBundle,
+    model_name: str,
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    model_kwargs: dict[str, Any] | None = None,
+    exclude: np.ndarray | None = None,
+    device: str = "auto",
+    quiet: bool = True,
+    overwrite: bool = False,
+    kind: str = "train",
+    extra_meta: dict[str, Any] | None = None,
+) -> Run:
+    """Train a model on the training split minus ``exclude`` and write it as a run.
+
+    ``exclude`` holds original training indices (validated against the split).
+    The directory appears only when everything is written (Ctrl-C leaves none).
+    """
+    exclude = np.zeros(0, dtype=np.int64) if exclude is None else np.asarray(exclude, dtype=np.int64)
+    excl_pos = data.positions(exclude, what="excluded indices")
+    keep = data.complement(excl_pos)
+    if len(keep) == 0:
+        raise UnlearnkitError("nothing left to train on: every training example is excluded")
+    dev = resolve_device(device)
+    out = Path(out)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        seed_everything(cfg.seed)
+        model = new_model(model_name, data, model_kwargs)
+        result = train(
+            model, data.x_train[keep], data.y_train[keep], cfg,
+            index=data.index_train[keep].numpy(), device=dev, quiet=quiet, desc=f"train {model_name}",
+        )
+        model.cpu()
+        results = evaluate_splits(model, data, keep)
+        results["seconds"] = result.seconds
+        meta = {
+            "kind": kind,
+            "model": {"name": model_name, "kwargs": model_kwargs_for(data, model_kwargs or {})},
+            "train": cfg.model_dump(),
+            "excluded": excluded_meta(exclude),
+            "results": results,
+            "examples_processed": result.examples_processed,
+            "device": str(dev),
+            **(extra_meta or {}),
+        }
+        meta = write_run(tmp, model, meta, data, result.dynamics)
+    return Run(path=out, meta=meta, model=model, data=data)
