@@ -1,7 +1,9 @@
 """Command-line interface: thin typer commands over the Python API.
 
-Every expected failure is an :class:`UnlearnkitError`; :func:`main` prints it as
-one line on stderr and exits with code 2 (no traceback).
+Each ``*_cmd.py`` module in this package registers its commands on ``app``
+(imported automatically). Every expected failure is an
+:class:`UnlearnkitError`; :func:`main` prints it as one line on stderr and
+exits with code 2 (no traceback).
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ import sys
 
 from unlearnkit.cli.app import app, err_console
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.plugins import import_submodules
 
-# Importing the command modules registers their commands on ``app``.
-from unlearnkit.cli import data_cmd, train_cmd  # noqa: F401,E402
+import_submodules(__name__, __path__, suffix="_cmd")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,18 +1,26 @@
-"""Datasets: a registry of loaders that all return a :class:`DataBundle`."""
+"""Datasets: a registry of loaders that all return a :class:`DataBundle`.
+
+Every module in this package that registers a :class:`Dataset` subclass with
+``@DATASETS.register(name)`` is imported automatically.
+"""
 
 from unlearnkit.data.base import DataBundle, Dataset, make_bundle, split_validation
+from unlearnkit.data.forget import ForgetSet, load_forget, save_forget
 from unlearnkit.data.registry import DATASETS, DEFAULT_VAL_FRACTION, get_dataset, load_dataset
+from unlearnkit.plugins import import_submodules
 
-# Importing the loader modules registers them.
-from unlearnkit.data import sklearn_data  # noqa: F401,E402
+import_submodules(__name__, __path__)
 
 __all__ = [
     "DATASETS",
     "DEFAULT_VAL_FRACTION",
     "DataBundle",
     "Dataset",
+    "ForgetSet",
     "get_dataset",
     "load_dataset",
+    "load_forget",
     "make_bundle",
+    "save_forget",
     "split_validation",
 ]
