@@ -1,0 +1,174 @@
+"""Memorization and its cheap proxies (SPEC §2).
+
+- memorization: read from a ``unlearnkit memorization`` directory (Feldman estimate).
+- confidence, binary_accuracy: means over epochs of the training dynamics
+  recorded by ``unlearnkit train`` (free).
+- max_confidence, entropy: measured on the final model θ_o. The dynamics table
+  records only p_true / correct / loss per epoch, so these two are not averaged
+  over epochs (documented approximation).
+- holdout_retraining: fine-tune a copy of θ_o on the validation split, symmetric
+  KL between the two models' predictions on each training example.
+- loss_curvature: input-space curvature on θ_o (the final checkpoint only; SPEC
+  asks for an average over epochs, and runs keep one checkpoint).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unlearnkit.difficulty import geometry
+from unlearnkit.difficulty.scores import ScoreContext, register_score
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.io import read_json
+from unlearnkit.runs import Run
+from unlearnkit.training import TrainConfig, predict_logits, train
+
+HOLDOUT_EPOCHS = 5
+HOLDOUT_LR_FACTOR = 0.1  # fine-tune at a tenth of the run's learning rate, constant schedule
+CURVATURE_H = 0.01
+CURVATURE_BATCH = 256
+
+
+def read_memorization(mem_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``MEM_DIR/memorization.parquet`` (index, memorization, memorization_se,
+    memorization_n_out) and ``memorization.json`` (its provenance)."""
+    mem_dir = Path(mem_dir)
+    table, meta = mem_dir / "memorization.parquet", mem_dir / "memorization.json"
+    if not table.exists() or not meta.exists():
+        raise UnlearnkitError(f"{mem_dir}: not a memorization directory (run `unlearnkit memorization --out {mem_dir}`)")
+    return pd.read_parquet(table), read_json(meta)
+
+
+def check_memorization_matches(meta: dict[str, Any], run: Run, mem_dir: str | Path) -> None:
+    """Refuse memorization estimated on another dataset, split or model architecture than ``run``."""
+    want, got = run.meta.get("dataset", {}), meta.get("dataset", {})
+    for key in ("name", "val_fraction", "split_seed", "options"):
+        if got.get(key) != want.get(key):
+            raise UnlearnkitError(
+                f"{mem_dir}: memorization was estimated with dataset {key}={got.get(key)!r}, "
+                f"but the run uses {want.get(key)!r}; re-run `unlearnkit memorization` for this run's data"
+            )
+    mem_model = meta.get("model")
+    mem_model = mem_model.get("name") if isinstance(mem_model, dict) else mem_model
+    run_model = run.meta.get("model", {}).get("name")
+    if mem_model is not None and mem_model != run_model:
+        raise UnlearnkitError(
+            f"{mem_dir}: memorization was estimated with model '{mem_model}', the run is a '{run_model}'; "
+            "re-run `unlearnkit memorization --model` with the run's model"
+        )
+
+
+def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> np.ndarray:
+    """KL(p‖q) + KL(q‖p) between the rows' softmax distributions, ``[n]`` (nats)."""
+    la, lb = torch.log_softmax(logits_a.double(), 1), torch.log_softmax(logits_b.double(), 1)
+    return ((la.exp() - lb.exp()) * (la - lb)).sum(1).numpy()
+
+
+def holdout_retraining(
+    model: nn.Module, x: torch.Tensor, x_holdout: torch.Tensor, y_holdout: torch.Tensor, cfg: TrainConfig,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Symmetric KL, per row of ``x`` ``[n, ...]``, between ``model`` and a copy of it
+    fine-tuned on the held-out ``(x_holdout, y_holdout)`` with ``cfg``; ``[n]`` (nats).
+    High => the example's prediction relied on training on it => higher memorization."""
+    tuned = copy.deepcopy(model)
+    train(tuned, x_holdout, y_holdout, cfg, device=device, record_dynamics=False, desc="holdout fine-tune")
+    return symmetric_kl(predict_logits(model, x, device=device), predict_logits(tuned, x, device=device))
+
+
+def loss_curvature(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, h: float = CURVATURE_H,
+    batch_size: int = CURVATURE_BATCH, device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Input-space loss curvature ``||∇x ℓ(x + h·v) − ∇x ℓ(x)||`` per example, ``[n]``.
+
+    ``v = sign(∇x ℓ) / ||sign(∇x ℓ)||`` (per example). Batched: because each
+    example's loss depends only on its own input (eval mode), the gradient of
+    the summed batch loss w.r.t. the inputs is every example's own gradient.
+    High => higher memorization.
+    """
+    model = model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+    def input_grad(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        xb = xb.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(xb), yb, reduction="sum")
+        return torch.autograd.grad(loss, xb)[0].flatten(1)
+
+    out = []
+    try:
+        for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
+            xb, yb = xb.to(device), yb.to(device)
+            g = input_grad(xb, yb)
+            s = g.sign()
+            v = s / s.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            g2 = input_grad(xb + h * v.view_as(xb), yb)
+            out.append((g2 - g).norm(dim=1).double().cpu())
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    return torch.cat(out).numpy()
+
+
+@register_score("memorization", higher_is_harder=True, needs=("memorization",),
+                cost="K model trainings (`unlearnkit memorization`)")
+def _memorization(ctx: ScoreContext) -> dict[str, np.ndarray]:
+    """Feldman memorization (subsampled ensemble estimate) with its standard error; high => harder."""
+    table, meta = read_memorization(ctx.memorization_dir)
+    check_memorization_matches(meta, ctx.run, ctx.memorization_dir)
+    table = table.set_index("index").reindex(ctx.index)
+    cols = ["memorization", "memorization_se", "memorization_n_out"]
+    return {c: table[c].to_numpy(dtype=np.float64) for c in cols if c in table.columns}
+
+
+@register_score("confidence", higher_is_harder=False, needs=("dynamics",), cost="free (training dynamics)")
+def _confidence(ctx: ScoreContext) -> np.ndarray:
+    """Mean true-label probability over training epochs (C-proxy); high => easier (low memorization)."""
+    return ctx.dynamics_means()["p_true"].to_numpy()
+
+
+@register_score("binary_accuracy", higher_is_harder=False, needs=("dynamics",), cost="free (training dynamics)")
+def _binary_accuracy(ctx: ScoreContext) -> np.ndarray:
+    """Fraction of training epochs in which the example was classified correctly; high => easier."""
+    return ctx.dynamics_means()["correct"].to_numpy()
+
+
+@register_score("max_confidence", higher_is_harder=False, cost="one forward pass")
+def _max_confidence(ctx: ScoreContext) -> np.ndarray:
+    """Largest predicted probability on the final model θ_o (not averaged over epochs); high => easier."""
+    return geometry.max_confidence(ctx.logits())
+
+
+@register_score("entropy", higher_is_harder=True, cost="one forward pass")
+def _entropy(ctx: ScoreContext) -> np.ndarray:
+    """Predictive entropy on the final model θ_o (not averaged over epochs); high => harder."""
+    return geometry.entropy(ctx.logits())
+
+
+@register_score("holdout_retraining", higher_is_harder=True, needs=("model", "validation"),
+                cost=f"{HOLDOUT_EPOCHS} fine-tuning epochs on the validation split + 2 forward passes")
+def _holdout_retraining(ctx: ScoreContext) -> np.ndarray:
+    """Symmetric KL between θ_o and θ_o fine-tuned on the validation split; high => harder."""
+    base = TrainConfig(**ctx.run.meta.get("train", {}))
+    cfg = base.model_copy(update={
+        "epochs": HOLDOUT_EPOCHS, "lr": base.lr * HOLDOUT_LR_FACTOR, "schedule": "constant",
+        "augment": False, "seed": ctx.seed,
+    })
+    data = ctx.run.data
+    return holdout_retraining(ctx.model, ctx.x, data.x_val, data.y_val, cfg, ctx.device)
+
+
+@register_score("loss_curvature", higher_is_harder=True, needs=("model", "float_inputs"),
+                cost="two batched input-gradient passes")
+def _loss_curvature(ctx: ScoreContext) -> np.ndarray:
+    """Input-space loss curvature on the final model θ_o (h = 0.01; not averaged over epochs); high => harder."""
+    return loss_curvature(ctx.model, ctx.x, ctx.y, device=ctx.device)
