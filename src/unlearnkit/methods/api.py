@@ -7,9 +7,10 @@ import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from unlearnkit.data import ForgetSet
 from unlearnkit.errors import UnlearnkitError
@@ -30,6 +31,9 @@ class UnlearnOutcome:
     seconds: float
     examples_processed: int
     extra: dict[str, Any] = field(default_factory=dict)
+    # Method-specific files for the run directory (e.g. SISA shards): a method puts a
+    # callable(run_dir) under MethodOutput.extra["write_files"]; unlearn_run calls it.
+    write_files: Callable[[Path], None] | None = None
 
 
 def retain_positions(run: Run, forget_pos: np.ndarray) -> np.ndarray:
@@ -81,7 +85,14 @@ def unlearn(
     out = cls().run(ctx, p)
     seconds = time.perf_counter() - start
     out.model.cpu().eval()
-    return UnlearnOutcome(out.model, method, p.model_dump(), seconds, out.examples_processed, out.extra)
+    # A step that diverged on the very last batch is not caught by the per-step loss check.
+    bad = [n for n, w in out.model.named_parameters() if not torch.isfinite(w).all()]
+    if bad:
+        raise UnlearnkitError(f"method '{method}' produced non-finite weights ({bad[0]}); stopped, nothing written")
+    write_files = out.extra.pop("write_files", None)
+    return UnlearnOutcome(
+        out.model, method, p.model_dump(), seconds, out.examples_processed, out.extra, write_files
+    )
 
 
 def unlearn_run(
@@ -132,5 +143,7 @@ def unlearn_run(
             "unlearn": {k: info[k] for k in ("method", "params", "seed", "forget_sha256")},
         }
         meta = write_run(tmp, res.model, meta, run.data)
+        if res.write_files is not None:
+            res.write_files(tmp)
         write_json(tmp / "unlearn.json", info)
     return Run(path=out, meta=meta, model=res.model, data=run.data, extra={"unlearn": info})
