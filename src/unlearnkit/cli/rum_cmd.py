@@ -1,0 +1,102 @@
+"""``unlearnkit rum``: refine a forget set by difficulty and unlearn the groups in sequence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.table import Table
+
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console
+from unlearnkit.data import load_forget
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.meta.rum import DEFAULT_CANDIDATES, default_candidates, rum_run
+from unlearnkit.runs import load_run
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``["lr=0.01", "high.lr=0.1"]`` -> ``{"lr": 0.01, "high": {"lr": 0.1}}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UnlearnkitError(f"--set expects KEY=VALUE or GROUP.KEY=VALUE, got '{item}'")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        scope, dot, name = key.partition(".")
+        if dot:
+            out.setdefault(scope, {})
+            if not isinstance(out[scope], dict):
+                raise UnlearnkitError(f"--set: '{scope}' is used both as a key and as a group")
+            out[scope][name] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+@app.command("rum")
+def rum_cmd(
+    run: Path = typer.Option(..., "--run", help="Run directory of the original model."),
+    forget: Path = typer.Option(..., "--forget", help="Forget-set file (.txt or .json)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory to create."),
+    refine_by: str = typer.Option(
+        "memorization", "--refine-by", help="Score column of RUN/scores.parquet, or centroid_distance (ES-based)."
+    ),
+    groups: int = typer.Option(3, "--groups", help="Number of groups K (low/medium/high for 3, else g0..)."),
+    order: str = typer.Option(None, "--order", help="Processing order, e.g. low,medium,high (the default)."),
+    methods: str = typer.Option("finetune", "--methods", help="M for all groups, or M_low,M_medium,M_high; none skips."),
+    sets: list[str] = typer.Option(
+        None, "--set", help="Hyperparameter: key=value (all groups) or group.key=value; for --variant rum method.key=value."
+    ),
+    retain: str = typer.Option("strict", "--retain", help="strict (D minus all of S) | rum (unprocessed groups are retain)."),
+    variant: str = typer.Option("rum_f", "--variant", help="vanilla | shuffle | rum_f | rum."),
+    candidates: str = typer.Option(
+        None, "--candidates", help=f"Methods --variant rum searches (default: {','.join(DEFAULT_CANDIDATES)})."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    data_root: str = DATA_ROOT,
+    device: str = DEVICE,
+    quiet: bool = QUIET,
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Refine the forget set into groups by a difficulty score and unlearn them one after another (RUM)."""
+    original = load_run(run, data_root=data_root)
+    fs = load_forget(forget, original.data)
+    params = parse_sets(sets or [])
+    cands: Any = _split(candidates)
+    if variant == "rum":
+        # For the search, --set addresses candidate methods: finetune.lr=0.01.
+        bad = [k for k, v in params.items() if not isinstance(v, dict)]
+        if bad:
+            raise UnlearnkitError(f"--variant rum: give hyperparameters per candidate method (method.key=value), not {bad[0]}")
+        cands = cands or default_candidates()
+        unknown = sorted(set(params) - set(cands))
+        if unknown:
+            raise UnlearnkitError(f"--set names '{unknown[0]}', which is not a candidate ({', '.join(cands)})")
+        cands = {c: params.get(c, {}) for c in cands}
+        params = {}
+    res = rum_run(
+        original, fs, out, overwrite=overwrite, refine_by=refine_by, groups=groups, order=_split(order),
+        methods=methods, params=params, retain=retain, variant=variant, candidates=cands, seed=seed,
+        device=device, quiet=quiet,
+    )
+    info = res.extra["rum"]
+    table = Table(title=f"RUM ({variant}, retain {retain})")
+    for col in ("step", "group", "method", "size", "retain", "seconds", "group acc", "forget acc", "retain acc", "test acc"):
+        table.add_column(col)
+    for s in info["steps"]:
+        table.add_row(
+            str(s["step"]), s["group"], s["method"], str(s["size"]), str(s["retain_size"]), f"{s['seconds']:.2f}",
+            *(f"{s[k]:.4f}" for k in ("group_acc", "forget_acc", "retain_acc", "test_acc")),
+        )
+    console.print(table)
+    console.print(f"-> {out} (rum.json: groups, order, methods, params, steps)")
