@@ -75,6 +75,8 @@ class Method:
     needs_retain: ClassVar[bool] = True
     exact: ClassVar[bool] = False  # retrain and SISA are exact; the rest approximate
     Params: ClassVar[type[Params]] = Params
+    # The small grid `unlearnkit tune` searches by default ({param: [values]}; empty = nothing to tune).
+    tune_grid: ClassVar[dict[str, list[Any]]] = {}
 
     def run(self, ctx: MethodContext, params: Params) -> MethodOutput:  # pragma: no cover
         raise NotImplementedError
@@ -83,18 +85,24 @@ class Method:
     def resolve_params(cls, dataset: str | None = None, overrides: dict[str, Any] | None = None) -> Params:
         """Class defaults < preset for ``dataset`` < ``overrides``, validated."""
         values = {**preset_for(dataset, cls.name), **(overrides or {})}
+        valid = ", ".join(cls.Params.model_fields) or "none"
         try:
             return cls.Params(**values)
         except ValidationError as e:
             parts = [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
-            raise UnlearnkitError(f"method '{cls.name}': invalid hyperparameters: " + "; ".join(parts)) from None
+            raise UnlearnkitError(
+                f"method '{cls.name}': invalid hyperparameters: {'; '.join(parts)} (valid keys: {valid})"
+            ) from None
 
 
 METHODS: Registry[type[Method]] = Registry("method")
 
 
 def preset_for(dataset: str | None, method: str) -> dict[str, Any]:
-    """Tuned defaults shipped for ``dataset`` (by its base name), or {}."""
+    """Tuned defaults shipped for ``dataset`` (by its base name), or {}.
+
+    Top-level keys starting with ``_`` (e.g. ``_provenance``) are metadata, not methods.
+    """
     if not dataset:
         return {}
     base = dataset.split(":")[0]
@@ -102,4 +110,5 @@ def preset_for(dataset: str | None, method: str) -> dict[str, Any]:
         text = resources.files("unlearnkit").joinpath("presets", f"{base}.json").read_text()
     except (FileNotFoundError, OSError):
         return {}
-    return dict(json.loads(text).get(method, {}))
+    presets = {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+    return dict(presets.get(method, {}))
