@@ -72,6 +72,11 @@ def write_parquet(path: str | Path, df: pd.DataFrame) -> None:
     _atomic_write(Path(path), lambda tmp: df.to_parquet(tmp, index=False))
 
 
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write raw bytes, atomically (e.g. a fetched data file)."""
+    _atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
+
+
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.exists():

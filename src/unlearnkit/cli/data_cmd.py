@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-from rich.table import Table
+import typer
+from rich.table import Column, Table
 
 from unlearnkit.cli.app import DATA_ROOT, console, data_app
 from unlearnkit.data import DATASETS, get_dataset
 
 
 @data_app.command("list")
-def list_datasets(data_root: str = DATA_ROOT) -> None:
-    """Show every dataset, whether it is available here and where it was found or looked for."""
-    table = Table("dataset", "available", "where", "description")
-    for name in DATASETS.names():
+def list_datasets(
+    names: list[str] = typer.Argument(None, help="Datasets to check (e.g. npz:my.npz); default: all."),
+    data_root: str = DATA_ROOT,
+) -> None:
+    """Show each dataset, whether it is available here and where it was found or looked for."""
+    # Paths are folded, never cut: where it looked is the useful part.
+    table = Table(
+        Column("dataset", no_wrap=True), "available", Column("where", overflow="fold", ratio=3),
+        Column("description", ratio=2),
+    )
+    for name in names or DATASETS.names():
         ds = get_dataset(name)
         ok, where = ds.availability(data_root)
-        table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", where, ds.description)
+        table.add_row(ds.full_name, "[green]yes[/]" if ok else "[red]no[/]", where, ds.description)
     console.print(table)
 
 
 @data_app.command("fetch")
 def fetch(name: str, data_root: str = DATA_ROOT) -> None:
-    """Obtain a dataset's files where that is possible here, or say what to do."""
-    console.print(get_dataset(name).fetch(data_root))
+    """Obtain a dataset's files where that is possible here, or say plainly what to do."""
+    console.print(get_dataset(name).fetch(data_root), highlight=False)

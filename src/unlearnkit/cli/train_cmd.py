@@ -8,9 +8,21 @@ import typer
 
 from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console
 from unlearnkit.data import load_dataset
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import read_index_file
 from unlearnkit.runs import train_run
 from unlearnkit.training import make_config
+
+
+def parse_key_values(items: list[str], flag: str) -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``; the loader coerces the values to its types."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UnlearnkitError(f"{flag} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
 
 
 @app.command()
@@ -30,6 +42,9 @@ def train(
     val_fraction: float = typer.Option(0.1, "--val-fraction"),
     width: int = typer.Option(None, "--width", help="Model width (hidden units / base channels)."),
     exclude: Path = typer.Option(None, "--exclude", help="Index file: train on D minus these."),
+    option: list[str] = typer.Option(
+        None, "--option", "-O", help="Dataset option KEY=VALUE, repeatable (e.g. -O pad32=true -O rgb=true)."
+    ),
     data_root: str = DATA_ROOT,
     device: str = DEVICE,
     quiet: bool = QUIET,
@@ -41,7 +56,10 @@ def train(
         weight_decay=weight_decay, augment=augment, seed=seed,
     )
     excl = read_index_file(exclude)[0] if exclude else None
-    data = load_dataset(dataset, data_root=data_root, val_fraction=val_fraction, split_seed=split_seed)
+    data = load_dataset(
+        dataset, data_root=data_root, val_fraction=val_fraction, split_seed=split_seed,
+        **parse_key_values(option or [], "--option"),
+    )
     run = train_run(
         data, model, cfg, out, model_kwargs={"width": width}, exclude=excl,
         device=device, quiet=quiet, overwrite=overwrite,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -178,3 +180,103 @@ class Dataset:
         if ok:
             return f"{self.full_name}: already available ({where})"
         raise UnlearnkitError(f"{self.full_name}: cannot be fetched automatically; {where}")
+
+
+# Where file-based datasets are looked for, after --data-root and $UNLEARNKIT_DATA.
+DATA_ENV = "UNLEARNKIT_DATA"
+SYSTEM_DATA_DIR = Path("/usr/share/datasets")  # Debian's dataset-* packages install here
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/unlearnkit`` (default ``~/.cache/unlearnkit``): where ``data fetch`` puts files."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "unlearnkit"
+
+
+def parse_options(dataset: str, options: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Check a loader's options against ``defaults`` and coerce CLI strings to their types.
+
+    ``defaults`` maps each valid option to its default (its type gives the
+    coercion: ``"true"``/``"1"`` -> True for bools, ``"32"`` -> 32 for ints).
+    Coercion is idempotent, so options recorded in run.json load again.
+    """
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        valid = ", ".join(sorted(defaults)) or "none"
+        raise UnlearnkitError(f"{dataset}: unknown option(s) {', '.join(unknown)}; valid options: {valid}")
+    out = dict(defaults)
+    for key, value in options.items():
+        kind = type(defaults[key])
+        try:
+            if kind is bool and isinstance(value, str):
+                if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                    raise ValueError
+                value = value.lower() in ("1", "true", "yes")
+            elif kind is int and (isinstance(value, bool) or float(value) != int(float(value))):
+                raise ValueError
+            out[key] = kind(value)
+        except (TypeError, ValueError):
+            raise UnlearnkitError(f"{dataset}: option {key}={value!r} is not a valid {kind.__name__}") from None
+    return out
+
+
+def split_off_test(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, test) positions of ``y [n]``, stratified by label when every class has 2+ members.
+
+    Used by datasets without an official test split; sorting keeps the original
+    order so training indices follow the source file.
+    """
+    from sklearn.model_selection import train_test_split
+
+    y = np.asarray(y)
+    _, counts = np.unique(y, return_counts=True)
+    stratify = y if counts.min() >= 2 and round(len(y) * fraction) >= len(counts) else None
+    tr, te = train_test_split(np.arange(len(y)), test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(tr), np.sort(te)
+
+
+class FileDataset(Dataset):
+    """A dataset read from files, looked for in a fixed order of directories.
+
+    Order: ``<data_root>/<name>/``, ``<data_root>/``, ``$UNLEARNKIT_DATA/<name>/``,
+    ``$UNLEARNKIT_DATA/``, ``<cache_dir()>/<name>/``, ``/usr/share/datasets/<name>/``.
+    Subclasses implement :meth:`find_in` and set ``how_to_get`` (one line).
+    """
+
+    how_to_get: str = ""
+
+    def search_paths(self, data_root: str | None) -> list[str]:
+        dirs: list[Path] = []
+        for base in (data_root, os.environ.get(DATA_ENV)):
+            if base:
+                dirs += [Path(base) / self.name, Path(base)]
+        dirs += [cache_dir() / self.name, SYSTEM_DATA_DIR / self.name]
+        return list(dict.fromkeys(str(d) for d in dirs))
+
+    def find_in(self, directory: Path) -> Path | None:
+        """The location of the data inside ``directory`` (itself or a subdirectory), or None."""
+        raise NotImplementedError
+
+    def locate(self, data_root: str | None) -> str | None:
+        for d in self.search_paths(data_root):
+            found = self.find_in(Path(d)) if Path(d).is_dir() else None
+            if found is not None:
+                return str(found)
+        return None
+
+    def require(self, data_root: str | None) -> Path:
+        """The located data, or a one-line error saying where it looked and how to get it."""
+        where = self.locate(data_root)
+        if where is None:
+            raise UnlearnkitError(
+                f"{self.name}: data files not found; looked in {', '.join(self.search_paths(data_root))}; "
+                f"{self.how_to_get}"
+            )
+        return Path(where)
+
+    def fetch(self, data_root: str | None) -> str:
+        """Files that cannot be downloaded here: report where they are, or how to get them."""
+        where = self.locate(data_root)
+        if where is not None:
+            return f"{self.name}: already available ({where})"
+        raise UnlearnkitError(f"{self.name}: not found; {self.how_to_get}")
