@@ -1,0 +1,189 @@
+"""IMU: influence-weighted, retain-free gradient ascent (SPEC §6), and ``imu_uniform``,
+the same procedure with uniform weights (the fair ablation).
+
+Influence is restricted to the linear head ``W [C, d]``, ``b [C]``. For one
+example with embedding ``h = model.embed(x)`` and softmax ``p``, the gradient
+of its cross-entropy is ``g = (p - onehot(y)) ⊗ [h; 1]`` (``[C, d + 1]``, bias
+last). With ``E [n, C]`` the rows ``p_i - onehot(y_i)`` and ``H [n, d + 1]`` the
+rows ``[h_i; 1]``, everything is closed form, from one batched forward pass:
+
+- diagonal empirical Fisher ``F = (E∘E)ᵀ(H∘H) / n + λ``, mean gradient ``ḡ = EᵀH / n``;
+- influence ``I_i = -g_iᵀ F⁻¹ ḡ = -Σ_cj E_ic M_cj H_ij`` with ``M = ḡ / F``, computed as
+  ``-((E @ M) * H).sum(1)``: no per-example gradient is ever materialised.
+
+Examples with ``I_i < 0`` are kept (optionally only the ``top_fraction`` largest
+``|I_i|``); their weight is ``sqrt(|I_i|)`` clipped at the ``clip_percentile``-th
+percentile of the kept weights; the others get 0. Each step minimises
+``-Σ w_i ℓ_i / Σ w_i + α ||θ_head||₁`` (weight and bias) with SGD on the head
+(``all_layers`` updates every parameter). ``recompute``: ``epoch`` (default,
+"dynamic") recomputes influences and weights at the start of every epoch,
+``step`` before every step, ``once`` at the start only (what the public code does).
+
+Since ``Σ_i I_i = -n ḡᵀF⁻¹ḡ <= 0``, some example has negative influence unless
+the mean head gradient is exactly zero (e.g. a forget set fit with saturated
+confidence); then IMU refuses with an error instead of silently doing nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.methods.base import METHODS, Method, MethodContext, MethodOutput
+from unlearnkit.methods.common import (
+    OptimParams, cross_entropy, descend, epoch_batches, epoch_range, rows, train_config,
+)
+from unlearnkit.models import Classifier
+from unlearnkit.training import make_optimizer, predict_embeddings
+
+
+class ImuParams(OptimParams):
+    """Defaults chosen on digits/mlp (see docs/imu_sisa.md)."""
+
+    lr: float = Field(0.01, gt=0)
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(64, ge=1)
+    weight_decay: float = Field(0.0, ge=0, description="L2 on the updated parameters (the L1 term is alpha)")
+    alpha: float = Field(1e-4, ge=0, description="L1 penalty on the head's weight and bias")
+    lam: float = Field(0.01, gt=0, description="damping λ added to the diagonal Fisher")
+    clip_percentile: float = Field(93.0, gt=0, le=100, description="weights clipped at this percentile")
+    top_fraction: float = Field(1.0, gt=0, le=1, description="keep this fraction of negative-influence examples")
+    recompute: Literal["once", "epoch", "step"] = "epoch"
+    all_layers: bool = Field(False, description="update every layer, not only the head")
+
+
+@torch.no_grad()
+def head_influence(head: nn.Linear, h: torch.Tensor, y: torch.Tensor, lam: float = 0.01) -> torch.Tensor:
+    """Influences ``I [n]`` (float64) of examples with embeddings ``h [n, d]`` and labels ``y [n]``
+    on the mean forget loss through ``head``, from the closed-form head gradients (module docstring)."""
+    h = h.to(head.weight.device)
+    y = y.to(head.weight.device)
+    logits = head(h.to(head.weight.dtype)).double()
+    e = torch.softmax(logits, dim=1) - F.one_hot(y, logits.shape[1]).double()  # [n, C]
+    h1 = torch.cat([h.double(), h.new_ones(len(h), 1, dtype=torch.float64)], dim=1)  # [n, d + 1]
+    n = len(h)
+    fisher = (e * e).T @ (h1 * h1) / n + lam  # [C, d + 1]
+    mean_grad = e.T @ h1 / n  # [C, d + 1]
+    return -((e @ (mean_grad / fisher)) * h1).sum(1)
+
+
+def model_influence(
+    model: Classifier, x: torch.Tensor, y: torch.Tensor, lam: float = 0.01,
+    batch_size: int = 1024, device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """:func:`head_influence` of rows ``x [n, ...]``, ``y [n]`` under ``model`` (embeddings in eval mode)."""
+    return head_influence(model.head, predict_embeddings(model, x, batch_size, device), y, lam)
+
+
+def imu_weights(influence: torch.Tensor, clip_percentile: float = 93.0, top_fraction: float = 1.0) -> torch.Tensor:
+    """Weights ``w [n]`` (float64): ``sqrt(|I_i|)`` for the kept examples (``I_i < 0``, then the
+    ``top_fraction`` largest ``|I_i|``, ties by position), clipped at the ``clip_percentile``-th
+    percentile of the kept weights; 0 for the others."""
+    influence = influence.double()
+    neg = influence < 0
+    if not bool(neg.any()):
+        raise UnlearnkitError(
+            "imu: no forget example has negative influence (the mean head gradient on the forget set is zero, "
+            "e.g. it is fit with saturated confidence), so there is nothing to unlearn by ascent; use another method"
+        )
+    mag = torch.where(neg, -influence, torch.zeros_like(influence))
+    keep = neg.clone()
+    if top_fraction < 1.0:
+        k = max(1, math.ceil(top_fraction * int(neg.sum())))
+        keep = torch.zeros_like(neg)
+        keep[torch.argsort(mag, descending=True, stable=True)[:k]] = True
+    w = torch.where(keep, mag.sqrt(), torch.zeros_like(mag))
+    cap = torch.quantile(w[keep], clip_percentile / 100.0)
+    return w.clamp(max=float(cap))
+
+
+def influence_table(
+    model: Classifier, x: torch.Tensor, y: torch.Tensor, index: np.ndarray,
+    lam: float = 0.01, clip_percentile: float = 93.0, top_fraction: float = 1.0,
+) -> pd.DataFrame:
+    """Per-example ``index``, ``influence`` and IMU ``weight`` of rows ``x``, ``y``."""
+    infl = model_influence(model, x, y, lam)
+    w = imu_weights(infl, clip_percentile, top_fraction)
+    return pd.DataFrame({"index": np.asarray(index, np.int64), "influence": infl.cpu().numpy(), "weight": w.cpu().numpy()})
+
+
+@METHODS.register("imu")
+class Imu(Method):
+    """Influence-weighted gradient ascent on the forget set + L1 on the head (retain-free)."""
+
+    name = "imu"
+    needs_retain = False
+    Params = ImuParams
+    uniform: ClassVar[bool] = False  # imu_uniform: w_i = 1 on the same kept examples
+    tune_grid = {"lr": [0.01, 0.05, 0.1], "epochs": [2, 5]}
+
+    def run(self, ctx: MethodContext, params: ImuParams) -> MethodOutput:
+        p, model, dev = params, ctx.model, ctx.device
+        x, y = rows(ctx, ctx.forget)
+        y = y.to(dev)
+        n = len(y)
+        # Head only: the body is frozen, so its (eval-mode) embeddings are computed once
+        # and every step is a cheap head-only forward.
+        h = None if p.all_layers else predict_embeddings(model, x, device=dev).to(dev)
+        trained = model.parameters() if p.all_layers else model.head.parameters()
+        opt = make_optimizer(trained, train_config(p, ctx.seed))
+        gen = torch.Generator().manual_seed(ctx.seed)
+        computations = 0
+
+        def refresh() -> torch.Tensor:
+            nonlocal computations
+            computations += 1
+            feats = h if h is not None else predict_embeddings(model, x, device=dev)
+            w = imu_weights(head_influence(model.head, feats, y, p.lam), p.clip_percentile, p.top_fraction)
+            return (w > 0).double() if self.uniform else w
+
+        w = refresh()
+        first_kept = int((w > 0).sum())
+        steps = processed = 0
+        for epoch in epoch_range(ctx, p.epochs, self.name):
+            if epoch > 0 and p.recompute == "epoch":
+                w = refresh()
+            kept = torch.nonzero(w > 0)[:, 0]
+            for b in epoch_batches(len(kept), p.batch_size, gen):
+                if p.recompute == "step" and steps > 0:
+                    w = refresh()
+                idx = kept[b].to(dev)
+                wb = w[idx].to(torch.float32)
+                if float(wb.sum()) == 0.0:  # every example of this batch lost its negative influence
+                    continue
+                if h is not None:
+                    logits = model.head(h[idx])
+                else:
+                    model.train()
+                    logits = model(x[idx.cpu()].to(dev))
+                loss = -(wb * cross_entropy(logits, y[idx])).sum() / wb.sum()
+                loss = loss + p.alpha * sum(q.abs().sum() for q in model.head.parameters())
+                descend(opt, loss, f"{self.name} epoch {epoch + 1}, step {steps + 1}")
+                steps += 1
+                processed += len(idx)
+        model.eval()
+        extra = {
+            "forget": n,
+            "kept": first_kept,
+            "influence_computations": computations,
+            "steps": steps,
+            "recompute": p.recompute,
+        }
+        # Ascent rows (forward+backward) plus the forward passes of the influence computations.
+        return MethodOutput(model, processed + computations * n, extra)
+
+
+@METHODS.register("imu_uniform")
+class ImuUniform(Imu):
+    """IMU with ``w_i = 1`` on the same kept examples: same selection, loss form and optimiser."""
+
+    name = "imu_uniform"
+    uniform = True
