@@ -2,7 +2,7 @@
 
 from unlearnkit.meta.rum import (
     RumOutcome,
-    centroid_distance,
+    centroid_scores,
     higher_is_harder_for,
     refine,
     retrain_reference,
@@ -14,7 +14,7 @@ from unlearnkit.meta.rum import (
 
 __all__ = [
     "RumOutcome",
-    "centroid_distance",
+    "centroid_scores",
     "higher_is_harder_for",
     "refine",
     "retrain_reference",

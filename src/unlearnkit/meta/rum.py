@@ -31,6 +31,8 @@ import pandas as pd
 import torch
 
 from unlearnkit.data import ForgetSet
+from unlearnkit.difficulty import SCORES
+from unlearnkit.difficulty.geometry import centroid_distance, run_embeddings
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import atomic_dir, write_json
 from unlearnkit.methods import METHODS, retain_positions, unlearn
@@ -40,7 +42,6 @@ from unlearnkit.runs import Run, evaluate_splits, excluded_meta, new_model, writ
 from unlearnkit.training import (
     TrainConfig,
     accuracy,
-    predict_embeddings,
     resolve_device,
     seed_everything,
     train,
@@ -49,8 +50,8 @@ from unlearnkit.training import (
 VARIANTS = ("vanilla", "shuffle", "rum_f", "rum")
 RETAIN_POLICIES = ("strict", "rum")
 SKIP = ("none", "noop")
-# Scores where a larger value means an easier (less memorized) example, used when the
-# difficulty SCORES registry does not declare a direction.
+# Scores where a larger value means an easier (less memorized) example, for columns the
+# difficulty SCORES registry does not know (e.g. a score table written by hand).
 EASIER_WHEN_HIGHER = frozenset({"confidence", "max_confidence", "binary_accuracy", "margin"})
 CENTROID = "centroid_distance"
 DEFAULT_CANDIDATES = ("none", "finetune", "neggrad_plus", "salun", "l1_sparse")
@@ -67,16 +68,10 @@ def group_names(k: int) -> list[str]:
 
 
 def higher_is_harder_for(score: str) -> bool:
-    """Direction of a score: from the difficulty ``SCORES`` registry if it declares one,
-    else the built-in table (confidence-type scores are inverted)."""
-    try:
-        from unlearnkit.difficulty.scores import SCORES  # landed separately; optional here
-    except ImportError:
-        SCORES = None
-    if SCORES is not None and score in SCORES:
-        declared = getattr(SCORES.get(score), "higher_is_harder", None)
-        if declared is not None:
-            return bool(declared)
+    """Direction of a score: as the difficulty ``SCORES`` registry declares it, else the
+    built-in table (confidence-type scores are inverted), else higher = harder."""
+    if score in SCORES:
+        return bool(SCORES.get(score).higher_is_harder)
     return score not in EASIER_WHEN_HIGHER
 
 
@@ -133,19 +128,15 @@ def refine(
     return {name: np.sort(idx[part]) for name, part in zip(group_names(groups), np.array_split(rank, groups))}
 
 
-def centroid_distance(run: Run) -> pd.DataFrame:
-    """ES-based refinement score: distance of each training example's penultimate
-    embedding g(x) under the run's model to the centroid of the examples it trained on.
+def centroid_scores(run: Run) -> pd.DataFrame:
+    """ES-based refinement score, computed on the fly: distance of each trained example's
+    penultimate embedding g(x) under the run's model to their exact centroid.
 
     Returns a DataFrame with columns ``index`` and ``centroid_distance`` (Euclidean, in
-    embedding units), one row per training example; larger = more entangled here.
+    embedding units; larger = more atypical, i.e. harder), one row per trained example.
     """
-    data = run.data
-    emb = predict_embeddings(run.model, data.x_train).double()
-    seen = retain_positions(run, np.zeros(0, np.int64))
-    mu = emb[torch.as_tensor(seen)].mean(0)
-    dist = (emb - mu).norm(dim=1).numpy()
-    return pd.DataFrame({"index": data.index_train.numpy(), CENTROID: dist})
+    pos, emb = run_embeddings(run)
+    return pd.DataFrame({"index": run.data.index_train.numpy()[pos], CENTROID: centroid_distance(emb)})
 
 
 def load_scores(run: Run) -> pd.DataFrame:
@@ -163,7 +154,7 @@ def _scores_for(run: Run, by: str, scores: pd.DataFrame | None) -> pd.DataFrame:
     if scores is not None and by in scores.columns:
         return scores
     if by == CENTROID:
-        return centroid_distance(run)
+        return centroid_scores(run)
     return load_scores(run) if scores is None else scores
 
 
