@@ -1,5 +1,46 @@
-"""Evaluation metrics: accuracies, ToW, MIA and per-example ε (SPEC §8)."""
+"""Evaluation metrics: accuracies, ToW, MIA and per-example ε (SPEC §8).
 
+Pure functions (arrays in, numbers out) live in ``accuracy``, ``tow``, ``mia``,
+``epsilon`` and ``stats``; ``evaluate`` applies them to runs.
+"""
+
+from unlearnkit.metrics.accuracy import accuracy, logit_confidence, per_example_outputs
+from unlearnkit.metrics.epsilon import (
+    bucket_score,
+    challenge_max_epsilon,
+    final_score,
+    forget_quality,
+    per_example_epsilon,
+)
+from unlearnkit.metrics.evaluate import (
+    EvalResult,
+    check_reference,
+    evaluate_model,
+    evaluate_runs,
+    load_runs,
+)
+from unlearnkit.metrics.mia import mia_auc, mia_efficacy
+from unlearnkit.metrics.stats import mean_ci
 from unlearnkit.metrics.tow import avg_gap, tow_mia, tug_of_war
 
-__all__ = ["avg_gap", "tow_mia", "tug_of_war"]
+__all__ = [
+    "EvalResult",
+    "accuracy",
+    "avg_gap",
+    "bucket_score",
+    "challenge_max_epsilon",
+    "check_reference",
+    "evaluate_model",
+    "evaluate_runs",
+    "final_score",
+    "forget_quality",
+    "load_runs",
+    "logit_confidence",
+    "mean_ci",
+    "mia_auc",
+    "mia_efficacy",
+    "per_example_epsilon",
+    "per_example_outputs",
+    "tow_mia",
+    "tug_of_war",
+]
