@@ -90,12 +90,16 @@ def forget_by_score(
     run = run_or_scores if isinstance(run_or_scores, Run) else None
     table = load_scores(run.path) if run is not None else run_or_scores
     if score not in table.columns or score in ("index", "label"):
-        have = score_columns(table)
+        have = ", ".join(score_columns(table)) or "none"
         where = f"{run.path / SCORES_FILE}" if run is not None else "the scores table"
+        if score in SCORES:
+            raise UnlearnkitError(
+                f"score '{score}' is not in {where} (it has: {have}); "
+                f"compute it with `unlearnkit score --run {run.path if run is not None else 'RUN_DIR'} --scores {score}`"
+            )
         raise UnlearnkitError(
-            f"score '{score}' is not in {where} (it has: {', '.join(have) or 'none'}); "
-            f"compute it with `unlearnkit score --run RUN_DIR --scores {score}` "
-            f"(registered scores: {', '.join(SCORES.names())})"
+            f"unknown score '{score}'; {where} has: {have}; registered scores (computed by "
+            f"`unlearnkit score --run RUN_DIR --scores NAME`): {', '.join(SCORES.names())}"
         )
     values = table[score].to_numpy(dtype=np.float64)
     ok = np.isfinite(values)

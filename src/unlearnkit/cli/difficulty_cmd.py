@@ -1,0 +1,132 @@
+"""``unlearnkit score``, ``es``, ``analyze-instances``, ``forget-set by-score`` and ``forget-set by-entanglement``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, forget_app
+from unlearnkit.data import load_forget, save_forget
+from unlearnkit.difficulty import (
+    SCORES, analyze_instances, forget_by_entanglement, forget_by_score, run_entanglement, score_run,
+)
+from unlearnkit.difficulty.scores import spearman
+from unlearnkit.runs import load_run
+
+RUN = typer.Option(..., "--run", "-r", help="Run directory (the original model θ_o).")
+FORGET = typer.Option(..., "--forget", "-f", help="Forget file (.txt or .json of training indices).")
+SEED = typer.Option(0, "--seed", help="Seed (tie-breaking / sampling).")
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+@app.command()
+def score(
+    run: Path = RUN,
+    scores: str = typer.Option("all", "--scores", "-s", help="all, or a comma-separated list of score names."),
+    memorization: Path = typer.Option(None, "--memorization", help="MEM_DIR written by `unlearnkit memorization`."),
+    seed: int = SEED,
+    data_root: str = DATA_ROOT,
+    device: str = DEVICE,
+    quiet: bool = QUIET,
+) -> None:
+    """Compute per-example difficulty scores into RUN_DIR/scores.parquet (merged with existing columns)."""
+    r = load_run(run, data_root=data_root)
+    table = score_run(r, scores, memorization, quiet, device=device, seed=seed)
+    seconds, skipped = table.attrs["seconds"], table.attrs["skipped"]
+    corr = "memorization" in table.columns
+    out = Table("score", "direction", "mean", "seconds", *(["Spearman vs memorization"] if corr else []))
+    for name in seconds:
+        row = [name, "high = harder" if SCORES.get(name).higher_is_harder else "low = harder",
+               _fmt(float(table[name].mean())), f"{seconds[name]:.2f}"]
+        if corr:
+            row.append("-" if name == "memorization" else _fmt(spearman(table[name], table["memorization"])))
+        out.add_row(*row)
+    console.print(out)
+    for name, reason in skipped.items():
+        console.print(f"[yellow]skipped {name}[/]: {reason}")
+    console.print(f"{len(table)} examples -> {run / 'scores.parquet'}")
+
+
+@app.command()
+def es(run: Path = RUN, forget: Path = FORGET, data_root: str = DATA_ROOT, device: str = DEVICE) -> None:
+    """Entanglement Score of a forget set with the retain set in θ_o's embedding space (higher = harder)."""
+    r = load_run(run, data_root=data_root, device=device)
+    fs = load_forget(forget, r.data)
+    console.print(f"ES = {run_entanglement(r, fs, device=r.model.head.weight.device):.6g}  ({len(fs)} forget examples)")
+
+
+def _save(fs, out: Path) -> None:
+    save_forget(out, fs)
+    m = fs.meta
+    st = m["score_stats"]
+    es_text = f"  ES {m['es']:.4g}" if m.get("es") is not None else ""
+    console.print(
+        f"{m['kind']}: {len(fs)} examples, {m['score']} mean {st['mean']:.4g} "
+        f"[{st['min']:.4g}, {st['max']:.4g}]{es_text} -> {out}"
+    )
+
+
+@forget_app.command("by-score")
+def by_score(
+    run: Path = RUN,
+    score: str = typer.Option(..., "--score", help="A column of RUN_DIR/scores.parquet (e.g. memorization, confidence)."),
+    level: str = typer.Option(..., "--level", help="low | medium | high | mix (high = hardest)."),
+    size: int = typer.Option(..., "--size", "-n", help="Number of examples."),
+    out: Path = typer.Option(..., "--out", "-o", help="Forget file to write (.json keeps provenance)."),
+    seed: int = SEED,
+    data_root: str = DATA_ROOT,
+) -> None:
+    """Forget set of the SIZE examples at LEVEL of a score (SPEC §3)."""
+    _save(forget_by_score(load_run(run, data_root=data_root), score, level, size, seed), out)
+
+
+@forget_app.command("by-entanglement")
+def by_entanglement(
+    run: Path = RUN,
+    bins: int = typer.Option(15, "--bins", help="Equal bins of distance to the training centroid."),
+    level: str = typer.Option(..., "--level", help="low | medium | high (bins 3, 12, 14 of 15)."),
+    size: int = typer.Option(..., "--size", "-n", help="Number of examples (sampled from the bin)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Forget file to write (.json keeps provenance)."),
+    seed: int = SEED,
+    data_root: str = DATA_ROOT,
+) -> None:
+    """Forget set sampled from one entanglement bin (SPEC §3)."""
+    _save(forget_by_entanglement(load_run(run, data_root=data_root), bins, level, size, seed), out)
+
+
+@app.command("analyze-instances")
+def analyze_instances_cmd(
+    run: Path = RUN,
+    forget: Path = FORGET,
+    methods: str = typer.Option("retrain,finetune,neggrad_plus", "--methods", help="Comma-separated method names."),
+    seeds: int = typer.Option(5, "--seeds", help="Seeds per method (and retrained references)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Directory for instances.parquet, analysis.json, PNGs."),
+    hard_threshold: float = typer.Option(0.1, "--hard-threshold", help="Difficulty above which an example counts as hard."),
+    data_root: str = DATA_ROOT,
+    device: str = DEVICE,
+    quiet: bool = QUIET,
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Per-example unlearning difficulty across methods and seeds (SPEC §9)."""
+    r = load_run(run, data_root=data_root)
+    fs = load_forget(forget, r.data)
+    res = analyze_instances(r, fs, methods.split(","), seeds, out, quiet=quiet, device=device,
+                            hard_threshold=hard_threshold, overwrite=overwrite)
+    s = res.summary
+    t = Table("method", "mean difficulty", f"fraction > {hard_threshold}")
+    for m in s["methods"]:
+        t.add_row(m, f"{s['mean_difficulty'][m]:.4f}", f"{s['hard_fraction'][m]:.3f}")
+    console.print(t)
+    for pair, rho in s["method_correlations"].items():
+        console.print(f"Spearman {pair}: {_fmt(rho)}")
+    top = sorted(((abs(v), k, v) for k, v in s["score_correlations"].items() if v is not None), reverse=True)[:5]
+    console.print("scores most correlated with difficulty: " + ", ".join(f"{k} {v:+.3f}" for _, k, v in top))
+    console.print(f"hard-vs-rest classifier AUC (cross-validated): {_fmt(s['classifier']['auc'])}")
+    for m, reason in s["skipped"].items():
+        console.print(f"[yellow]skipped {m}[/]: {reason}")
+    console.print(f"-> {out}")
