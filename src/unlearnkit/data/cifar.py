@@ -10,6 +10,7 @@ arrays, lists and dicts, so a tampered file cannot execute code.
 
 from __future__ import annotations
 
+import codecs
 import pickle
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    # Protocol-2 pickles written by Python 3 spell bytes as _codecs.encode(str, "latin1"): a pure function.
+    ("_codecs", "encode"): codecs.encode,
 }
 
 
