@@ -63,3 +63,41 @@ def load_forget(path: str | Path, data: DataBundle | None = None) -> ForgetSet:
 def save_forget(path: str | Path, fs: ForgetSet) -> None:
     """Write ``.json`` (with provenance and sha256) or ``.txt`` (indices only), atomically."""
     write_index_file(path, fs.indices, {**fs.meta, "size": len(fs), "sha256": fs.sha256})
+
+
+def random_forget_set(data: DataBundle, size: int, seed: int, class_balanced: bool = False) -> ForgetSet:
+    """``size`` training indices drawn uniformly without replacement with ``seed``.
+
+    ``class_balanced`` draws ``size // C`` per class (the remainder goes to
+    classes picked at random), so every class loses the same share.
+    """
+    n = data.n_train
+    if size <= 0 or size > n:
+        raise UnlearnkitError(f"forget-set size must be in 1..{n} (the training set of {data.name}), got {size}")
+    rng = np.random.default_rng(seed)
+    idx = data.index_train.numpy()
+    if not class_balanced:
+        chosen = rng.choice(idx, size=size, replace=False)
+    else:
+        y = data.y_train.numpy()
+        classes = np.unique(y)
+        counts = np.full(len(classes), size // len(classes))
+        counts[rng.choice(len(classes), size % len(classes), replace=False)] += 1
+        short = [int(c) for c, k in zip(classes, counts) if k > (y == c).sum()]
+        if short:
+            raise UnlearnkitError(f"class-balanced forget set of {size}: classes {short} have too few examples")
+        chosen = np.concatenate(
+            [rng.choice(idx[y == c], size=k, replace=False) for c, k in zip(classes, counts)]
+        )
+    meta = {"kind": "random", "dataset": data.name, "seed": int(seed), "class": None, "class_balanced": class_balanced}
+    return ForgetSet(chosen, meta)
+
+
+def class_forget_set(data: DataBundle, cls: int) -> ForgetSet:
+    """Every training index of class ``cls`` (full-class forgetting)."""
+    if not 0 <= int(cls) < data.num_classes:
+        raise UnlearnkitError(f"unknown class {cls}; {data.name} has classes 0..{data.num_classes - 1}")
+    chosen = data.index_train.numpy()[data.y_train.numpy() == int(cls)]
+    if len(chosen) == 0:
+        raise UnlearnkitError(f"class {cls} has no training examples in {data.name}")
+    return ForgetSet(chosen, {"kind": "class", "dataset": data.name, "seed": None, "class": int(cls)})

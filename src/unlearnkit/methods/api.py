@@ -82,7 +82,10 @@ def unlearn(
         quiet=quiet,
     )
     start = time.perf_counter()
-    out = cls().run(ctx, p)
+    try:
+        out = cls().run(ctx, p)
+    except UnlearnkitError as e:
+        raise UnlearnkitError(f"{method}: {e}") from None
     seconds = time.perf_counter() - start
     out.model.cpu().eval()
     # A step that diverged on the very last batch is not caught by the per-step loss check.

@@ -41,6 +41,6 @@ class NegGradPlus(Method):
                 loss_r = torch.nn.functional.cross_entropy(model(xr[rb].to(dev)), yr[rb].to(dev))
                 loss_f = torch.nn.functional.cross_entropy(model(xf[fb].to(dev)), yf[fb].to(dev))
                 loss = params.alpha * loss_r - (1 - params.alpha) * loss_f
-                descend(opt, loss, f"neggrad_plus epoch {epoch + 1}, step {step + 1}")
+                descend(opt, loss, f"epoch {epoch + 1}, step {step + 1}")
                 done += len(fb) + len(rb)
         return MethodOutput(model.eval(), done)

@@ -49,7 +49,7 @@ class Scrub(Method):
                 for step, b in enumerate(epoch_batches(len(xf), params.batch_size, gen)):
                     xb = xf[b].to(dev)
                     loss = -kl_to_teacher(student(xb), teacher(xb), params.temperature)
-                    descend(opt, loss, f"scrub epoch {epoch + 1}, max-step {step + 1}")
+                    descend(opt, loss, f"epoch {epoch + 1}, max-step {step + 1}")
                     done += len(b)
             for step, b in enumerate(epoch_batches(len(xr), params.batch_size, gen)):
                 xb, yb = xr[b].to(dev), yr[b].to(dev)
@@ -57,6 +57,6 @@ class Scrub(Method):
                 loss = params.gamma * cross_entropy(logits, yb).mean() + params.beta * kl_to_teacher(
                     logits, teacher(xb), params.temperature
                 )
-                descend(opt, loss, f"scrub epoch {epoch + 1}, min-step {step + 1}")
+                descend(opt, loss, f"epoch {epoch + 1}, min-step {step + 1}")
                 done += len(b)
         return MethodOutput(student.eval(), done)

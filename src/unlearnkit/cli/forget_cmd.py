@@ -1,0 +1,51 @@
+"""``unlearnkit forget-set random`` and ``unlearnkit forget-set class``: the simple forget sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from unlearnkit.cli.app import DATA_ROOT, console, forget_app
+from unlearnkit.data import DataBundle, save_forget
+from unlearnkit.data.forget import ForgetSet, class_forget_set, random_forget_set
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.runs import load_data_for, load_meta
+
+RUN = typer.Option(..., "--run", help="Run directory whose training set the indices refer to.")
+OUT = typer.Option(..., "--out", "-o", help="Forget file to write: .txt (indices) or .json (with provenance).")
+
+
+def _run_data(run: Path, data_root: str | None) -> DataBundle:
+    return load_data_for(load_meta(run), run, data_root)
+
+
+def _write(out: Path, fs: ForgetSet) -> None:
+    if out.suffix not in (".txt", ".json"):
+        raise UnlearnkitError(f"{out}: forget files end in .txt or .json")
+    save_forget(out, fs)
+    console.print(f"wrote {len(fs)} forget indices ({fs.kind}) -> {out}")
+
+
+@forget_app.command("random")
+def forget_random(
+    run: Path = RUN,
+    size: int = typer.Option(..., "--size", "-n", help="Number of training examples to forget."),
+    seed: int = typer.Option(0, "--seed"),
+    class_balanced: bool = typer.Option(False, "--class-balanced", help="The same number from every class."),
+    out: Path = OUT,
+    data_root: str = DATA_ROOT,
+) -> None:
+    """A uniformly random forget set of SIZE training examples."""
+    _write(out, random_forget_set(_run_data(run, data_root), size, seed, class_balanced=class_balanced))
+
+
+@forget_app.command("class")
+def forget_class(
+    run: Path = RUN,
+    cls: int = typer.Option(..., "--class", "-c", help="Class label to forget entirely."),
+    out: Path = OUT,
+    data_root: str = DATA_ROOT,
+) -> None:
+    """Every training example of one class."""
+    _write(out, class_forget_set(_run_data(run, data_root), cls))
