@@ -1,0 +1,109 @@
+"""``unlearnkit bench``, ``unlearnkit results`` and ``unlearnkit demo``."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from unlearnkit.cli.app import DEVICE, QUIET, app, console
+from unlearnkit.errors import UnlearnkitError
+
+EXECUTOR = typer.Option(None, "--executor", help="local | ray (default: the config's executor, else local).")
+ADDRESS = typer.Option(None, "--address", help="Ray cluster address (with --executor ray); default: a local Ray.")
+
+
+def _print_table(df, title: str) -> None:
+    table = Table(title=title, show_lines=False)
+    for c in df.columns:
+        table.add_column(str(c), justify="left" if df[c].dtype == object else "right")
+    for row in df.itertuples(index=False):
+        table.add_row(*[str(v) for v in row])
+    console.print(table)
+
+
+def _print_tow(df) -> None:
+    from unlearnkit.report.tables import ci_pivot
+
+    pivot = ci_pivot(df, "tow")[1].reset_index()
+    _print_table(pivot, "ToW (mean ± 95% CI over seeds): methods x forget sets")
+
+
+def _bench(config_path: Path, out: Path, executor: str | None, address: str | None, device: str | None, quiet: bool) -> None:
+    from unlearnkit.experiments import load_config, run_bench
+
+    cfg = load_config(config_path)
+    start = time.perf_counter()
+    res = run_bench(cfg, out, executor=executor, address=address, device=device, quiet=quiet,
+                    log=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False))
+    wall = time.perf_counter() - start
+    if not res.results.empty:
+        _print_tow(res.results)
+    console.print(f"{len(res.results)} result rows -> {out / 'results.parquet'}  ({res.units_run} of "
+                  f"{res.units_total} work units run now, {wall:.1f} s)")
+    if res.report is not None:
+        console.print(f"report: {res.report}  (and {out / 'report.md'})")
+    if res.failures:
+        roots = {k: v for k, v in res.failures.items() if not v.startswith("skipped: ")}
+        for name, msg in roots.items():
+            console.print(f"[red]failed[/] {name}: {msg}", highlight=False)
+        raise UnlearnkitError(
+            f"{len(roots)} work units failed and {len(res.failures) - len(roots)} depending on them were skipped "
+            f"(all listed in {out / 'failures.json'}); their rows are missing; fix the cause and re-run the "
+            "same command: finished units are kept"
+        )
+
+
+@app.command()
+def bench(
+    config: Path = typer.Argument(..., help="YAML benchmark config (see configs/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Benchmark directory (created; re-use it to resume)."),
+    executor: str = EXECUTOR,
+    address: str = ADDRESS,
+    device: str = typer.Option(None, "--device", help="auto | cpu | cuda (default: the config's)."),
+    quiet: bool = QUIET,
+) -> None:
+    """Run a benchmark: train, score, build forget sets, unlearn, evaluate, write results.parquet and a report.
+
+    Every step is cached under a hash of its inputs in OUT/units: running the same
+    command again after an interruption redoes only what was unfinished.
+    """
+    _bench(config, out, executor, address, device, quiet)
+
+
+@app.command()
+def results(
+    directory: Path = typer.Argument(..., help="A bench directory (or its results.parquet)."),
+    group_by: str = typer.Option("forget_kind,method,variant", "--group-by",
+                                 help="Comma-separated columns to group the rows by."),
+) -> None:
+    """Print the ToW table and a per-group summary (mean ± 95% CI over seeds) from results.parquet."""
+    from unlearnkit.experiments import read_results
+    from unlearnkit.report.tables import summary
+
+    df = read_results(directory)
+    cols = [c.strip() for c in group_by.split(",") if c.strip()]
+    bad = [c for c in cols if c not in df.columns]
+    if bad or not cols:
+        raise UnlearnkitError(f"--group-by: unknown columns {bad}; choose from: {', '.join(df.columns)}")
+    if df.empty:
+        console.print("no result rows")
+        return
+    _print_tow(df)
+    _print_table(summary(df, cols), f"summary by {', '.join(cols)}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Where to write the demo benchmark."),
+    executor: str = EXECUTOR,
+    address: str = ADDRESS,
+    device: str = DEVICE,
+    quiet: bool = QUIET,
+) -> None:
+    """Run the packaged demo benchmark (digits + mlp, the whole pipeline, a few minutes on a laptop)."""
+    with resources.as_file(resources.files("unlearnkit").joinpath("configs", "demo.yaml")) as path:
+        _bench(Path(path), out, executor, address, device, quiet)

@@ -1,0 +1,396 @@
+"""The benchmark configuration: one YAML file, validated with pydantic.
+
+:func:`load_config` reads the YAML with a loader that remembers where every
+key and value sits, so each validation problem is reported as one line
+``KEY: PROBLEM (line N)``. All problems are reported at once.
+
+The config names the dataset, model and training recipe, the seeds, the
+forget sets (random, class, by memorization, by entanglement, by any score
+column), the memorization estimate, the methods with their hyperparameters,
+the RUM variants, SISA, the metrics and the executor. See ``docs/bench.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.training import TrainConfig
+
+Level = Literal["low", "medium", "high", "mix"]
+Variant = Literal["vanilla", "shuffle", "rum_f", "rum"]
+# The cheap scores computed on every original model when a config does not list its own.
+DEFAULT_SCORES = ("confidence", "max_confidence", "entropy", "binary_accuracy", "margin", "loss")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class DatasetConfig(_Strict):
+    """Which data, and how its validation split is drawn."""
+
+    name: str
+    data_root: str | None = None
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    split_seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(_Strict):
+    name: str = "mlp"
+    width: int | None = Field(None, ge=1)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    def build_kwargs(self) -> dict[str, Any]:
+        return {**self.kwargs, **({"width": self.width} if self.width is not None else {})}
+
+
+class TrainingConfig(TrainConfig):
+    """The recipe of the original model and of every retrained reference.
+
+    The seed comes from the config's ``seeds``, so it is not accepted here.
+    """
+
+    @model_validator(mode="after")
+    def _no_seed(self) -> "TrainingConfig":
+        if "seed" in self.model_fields_set:
+            raise ValueError("the training seed comes from the top-level 'seeds' list; remove it here")
+        return self
+
+
+class ForgetSpec(_Strict):
+    """One forget set (or one per level when ``level`` is a list).
+
+    ``size``: a count, or a fraction of the training set when in (0, 1).
+    """
+
+    kind: Literal["random", "class", "memorization", "entanglement", "score"]
+    size: float | None = Field(None, gt=0)
+    level: list[Level] | None = None
+    class_: int | None = Field(None, alias="class", ge=0)
+    score: str | None = None
+    bins: int = Field(15, ge=3)
+    class_balanced: bool = False
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _one_level(cls, v: Any) -> Any:
+        # ``level: high`` is short for ``level: [high]``.
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _check(self) -> "ForgetSpec":
+        needs_level = self.kind in ("memorization", "entanglement", "score")
+        if needs_level and self.level is None:
+            raise ValueError(f"a '{self.kind}' forget set needs 'level' (low, medium, high{', mix' if self.kind != 'entanglement' else ''})")
+        if not needs_level and self.level is not None:
+            raise ValueError(f"'level' does not apply to a '{self.kind}' forget set")
+        if self.kind == "entanglement" and "mix" in self.levels:
+            raise ValueError("entanglement forget sets have levels low, medium, high (no mix)")
+        if self.kind == "class":
+            if self.class_ is None:
+                raise ValueError("a 'class' forget set needs 'class' (the label to forget)")
+            if self.size is not None:
+                raise ValueError("a 'class' forget set takes the whole class; remove 'size'")
+        elif self.size is None:
+            raise ValueError(f"a '{self.kind}' forget set needs 'size' (a count, or a fraction in (0, 1))")
+        if self.kind == "score" and not self.score:
+            raise ValueError("a 'score' forget set needs 'score' (a column of scores.parquet)")
+        if self.kind != "score" and self.score is not None:
+            raise ValueError(f"'score' does not apply to a '{self.kind}' forget set")
+        if self.size is not None and self.size >= 1 and not float(self.size).is_integer():
+            raise ValueError("size must be a whole count or a fraction in (0, 1)")
+        return self
+
+    @property
+    def levels(self) -> list[str | None]:
+        return list(self.level) if self.level else [None]
+
+    def expand(self) -> list["ForgetSpec"]:
+        """One spec per level (``level`` then holds exactly one)."""
+        return [self.model_copy(update={"level": None if lv is None else [lv]}) for lv in self.levels]
+
+    @property
+    def one_level(self) -> str | None:
+        return self.level[0] if self.level else None
+
+    @property
+    def label(self) -> str:
+        """The ``forget_kind`` column: random, class-3, memorization-low, entanglement-high, ..."""
+        if self.kind == "class":
+            return f"class-{self.class_}"
+        if self.kind == "score":
+            return f"{self.score}-{self.one_level}"
+        if self.kind == "random":
+            return "random"
+        return f"{self.kind}-{self.one_level}"
+
+
+class MemorizationConfig(_Strict):
+    """Feldman memorization estimate (SPEC §2); run only when something needs it."""
+
+    k: int = Field(100, ge=2)
+    fraction: float = Field(0.7, gt=0, lt=1)
+    epochs: int | None = Field(None, ge=1, description="defaults to the training recipe's epochs")
+    seed: int = 0
+
+
+class RumConfig(_Strict):
+    """RUM variants (SPEC §5). ``vanilla`` rows are the plain methods' rows."""
+
+    variants: list[Variant] = Field(default_factory=lambda: ["vanilla", "shuffle", "rum_f"])
+    methods: list[str] = Field(default_factory=list, description="methods run as shuffle / rum_f")
+    candidates: list[str] = Field(default_factory=list, description="methods the 'rum' variant chooses from")
+    refine_by: str = "memorization"
+    groups: int = Field(3, ge=2)
+    retain: Literal["strict", "rum"] = "strict"
+    forget_sets: list[str] | None = Field(None, description="forget_kind labels to run RUM on; default all")
+
+
+class SisaConfig(_Strict):
+    shards: int = Field(5, ge=1)
+    slices: int = Field(3, ge=1)
+    epochs: int | None = Field(None, ge=1, description="defaults to the training recipe's epochs")
+    aggregate: Literal["mean", "vote"] = "mean"
+
+
+class MetricsConfig(_Strict):
+    mia_max_per_side: int = Field(2000, ge=10, description="MIA SVC: members and non-members subsampled to this many each")
+
+
+class InstancesConfig(_Strict):
+    """Per-instance difficulty analysis (SPEC §9) on one forget set of the first seed."""
+
+    forget_set: str
+    methods: list[str] = Field(default_factory=lambda: ["retrain", "finetune", "neggrad_plus"])
+    seeds: int = Field(3, ge=2)
+
+
+class ExecutorConfig(_Strict):
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None
+
+
+class BenchConfig(_Strict):
+    """A whole benchmark (see ``configs/demo.yaml``)."""
+
+    name: str = "bench"
+    dataset: DatasetConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    forget_sets: list[ForgetSpec] = Field(min_length=1)
+    memorization: MemorizationConfig = Field(default_factory=MemorizationConfig)
+    scores: list[str] = Field(default_factory=lambda: list(DEFAULT_SCORES))
+    methods: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    rum: RumConfig | None = None
+    sisa: SisaConfig = Field(default_factory=SisaConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    instances: InstancesConfig | None = None
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    device: str = "auto"
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_count(cls, v: Any) -> Any:
+        # ``seeds: 3`` means seeds 0, 1, 2.
+        if isinstance(v, int) and not isinstance(v, bool):
+            if v < 1:
+                raise ValueError("a seed count must be at least 1")
+            return list(range(v))
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("at least one seed is needed")
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct")
+        return v
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _method_list(cls, v: Any) -> Any:
+        # ``methods: [finetune, neggrad]`` is short for defaults.
+        if isinstance(v, list):
+            return {m: {} for m in v}
+        if isinstance(v, dict):
+            return {k: ({} if p is None else p) for k, p in v.items()}
+        return v
+
+    def forget_specs(self) -> list[ForgetSpec]:
+        """Every forget set, one per level."""
+        return [s for spec in self.forget_sets for s in spec.expand()]
+
+    @property
+    def needs_memorization(self) -> bool:
+        uses = [s.kind == "memorization" or (s.kind == "score" and s.score == "memorization") for s in self.forget_specs()]
+        return any(uses) or "memorization" in self.scores or (self.rum is not None and self.rum.refine_by == "memorization")
+
+    @property
+    def score_names(self) -> list[str]:
+        """Scores to compute on each original model (memorization joins when estimated)."""
+        names = list(self.scores)
+        for s in self.forget_specs():
+            if s.kind == "score" and s.score not in names:
+                names.append(s.score)
+        if self.rum is not None and self.rum.refine_by not in names:
+            names.append(self.rum.refine_by)
+        if self.needs_memorization and "memorization" not in names:
+            names.append("memorization")
+        return names
+
+
+# --------------------------------------------------------------------------- YAML with line numbers
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that also returns, for every key path, the 1-based line it sits on."""
+
+
+def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            lines[path + (key,)] = k.start_mark.line + 1
+            _walk(v, path + (key,), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _walk(v, path + (i,), lines)
+
+
+def parse_yaml(text: str, source: str = "config") -> tuple[Any, dict[tuple, int]]:
+    """Parse YAML; returns (data, {key path: line}). Syntax errors name the line."""
+    try:
+        node = yaml.compose(text, Loader=_LineLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UnlearnkitError(f"{source}: invalid YAML: {problem}{where}") from None
+    if node is None:
+        raise UnlearnkitError(f"{source}: the config is empty")
+    lines: dict[tuple, int] = {}
+    _walk(node, (), lines)
+    data = _LineLoader(text).get_single_data()
+    return data, lines
+
+
+def _line_of(loc: tuple, lines: dict[tuple, int]) -> int | None:
+    # The deepest prefix of the error location that exists in the file
+    # (a missing key is reported at the line of its parent).
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    # pydantic adds the union member or validator name to the location
+    # (e.g. ``level.list[...]`` or ``training.function-before[...]``); drop those.
+    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+
+
+def format_problems(problems: list[tuple[tuple, str]], lines: dict[tuple, int], source: str) -> str:
+    """One line per problem: ``SOURCE: KEY: PROBLEM (line N)``."""
+    out, seen = [], set()
+    for loc, msg in problems:
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(loc, lines)
+        text = f"{source}: {key}: {msg}" + (f" (line {line})" if line else "")
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return "\n".join(out)
+
+
+def _pydantic_problems(e: ValidationError) -> list[tuple[tuple, str]]:
+    out = []
+    for err in e.errors():
+        loc = _clean_loc(tuple(err["loc"]))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        out.append((loc, msg))
+    return out
+
+
+def _semantic_problems(cfg: BenchConfig) -> list[tuple[tuple, str]]:
+    """Problems pydantic cannot see: unknown names in the registries, bad hyperparameters."""
+    from unlearnkit.data import DATASETS, get_dataset
+    from unlearnkit.methods import METHODS
+    from unlearnkit.models import MODELS
+
+    out: list[tuple[tuple, str]] = []
+    base = cfg.dataset.name.split(":")[0]
+    if base not in DATASETS:
+        out.append((("dataset", "name"), f"unknown dataset '{cfg.dataset.name}'; choose from: {', '.join(DATASETS.names())}"))
+    else:
+        ok, where = get_dataset(cfg.dataset.name).availability(cfg.dataset.data_root)
+        if not ok:
+            out.append((("dataset", "name"), f"dataset '{cfg.dataset.name}' is not present here ({where}); get it with `unlearnkit data fetch {cfg.dataset.name}`"))
+    if cfg.model.name not in MODELS:
+        out.append((("model", "name"), f"unknown model '{cfg.model.name}'; choose from: {', '.join(MODELS.names())}"))
+    for name, params in cfg.methods.items():
+        if name not in METHODS:
+            out.append((("methods", name), f"unknown method '{name}'; choose from: {', '.join(METHODS.names())}"))
+            continue
+        try:
+            METHODS.get(name).resolve_params(base, params)
+        except UnlearnkitError as e:
+            out.append((("methods", name), str(e).split(": ", 1)[-1]))
+    if cfg.rum is not None:
+        for field in ("methods", "candidates"):
+            for i, m in enumerate(getattr(cfg.rum, field)):
+                if m not in METHODS:
+                    out.append((("rum", field, i), f"unknown method '{m}'; choose from: {', '.join(METHODS.names())}"))
+        if "rum" in cfg.rum.variants and not cfg.rum.candidates:
+            out.append((("rum", "variants"), "the 'rum' variant needs 'candidates' (methods to choose from per group)"))
+        labels = {s.label for s in cfg.forget_specs()}
+        for i, lab in enumerate(cfg.rum.forget_sets or []):
+            if lab not in labels:
+                out.append((("rum", "forget_sets", i), f"no forget set '{lab}'; this config has: {', '.join(sorted(labels))}"))
+    if cfg.instances is not None:
+        labels = {s.label for s in cfg.forget_specs()}
+        if cfg.instances.forget_set not in labels:
+            out.append((("instances", "forget_set"), f"no forget set '{cfg.instances.forget_set}'; this config has: {', '.join(sorted(labels))}"))
+    labels = [s.label for s in cfg.forget_specs()]
+    dup = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if dup:
+        out.append((("forget_sets",), f"forget sets {dup} appear more than once"))
+    if not cfg.methods and cfg.rum is None:
+        out.append((("methods",), "no methods to run; list at least one"))
+    return out
+
+
+def validate_config(data: Any, lines: dict[tuple, int] | None = None, source: str = "config") -> BenchConfig:
+    """Validate a parsed config; raises one :class:`UnlearnkitError` listing every problem."""
+    lines = lines or {}
+    if not isinstance(data, dict):
+        raise UnlearnkitError(f"{source}: the config must be a mapping of keys (line 1)")
+    try:
+        cfg = BenchConfig.model_validate(data)
+    except ValidationError as e:
+        raise UnlearnkitError(format_problems(_pydantic_problems(e), lines, source)) from None
+    problems = _semantic_problems(cfg)
+    if problems:
+        raise UnlearnkitError(format_problems(problems, lines, source))
+    return cfg
+
+
+def load_config(path: str | Path) -> BenchConfig:
+    """Read and validate a YAML benchmark config."""
+    path = Path(path)
+    if not path.exists():
+        raise UnlearnkitError(f"{path}: config file not found")
+    data, lines = parse_yaml(path.read_text(), str(path))
+    return validate_config(data, lines, str(path))
