@@ -1,0 +1,80 @@
+"""``unlearnkit evaluate``: accuracies, MIA, ToW against references, ε over seeds."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, QUIET, app, console
+from unlearnkit.data import load_forget
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.io import write_json, write_parquet
+from unlearnkit.metrics.evaluate import COMPARISONS, METRICS, evaluate_runs, load_runs, to_jsonable
+from unlearnkit.metrics.mia import DEFAULT_MAX_PER_SIDE
+
+
+def _fmt(v: Any) -> str:
+    """A number, or ``mean [lo, hi]`` for an aggregate over seeds."""
+    if isinstance(v, dict):
+        lo, hi = v["ci95"]
+        ci = f" [{lo:.4f}, {hi:.4f}]" if not math.isnan(lo) else ""
+        return f"{v['mean']:.4f}{ci}"
+    return "-" if v is None or math.isnan(v) else f"{v:.4f}"
+
+
+@app.command()
+def evaluate(
+    model: list[Path] = typer.Option(..., "--model", "-m", help="Run directory to evaluate (repeat for seeds)."),
+    reference: list[Path] = typer.Option(
+        None, "--reference", "-r", help="Retrained reference run directory (repeat for seeds)."
+    ),
+    forget: Path = typer.Option(..., "--forget", "-f", help="Forget file (.txt or .json)."),
+    out: Path = typer.Option(..., "--out", "-o", help="metrics.json to write."),
+    mia_max: int = typer.Option(
+        DEFAULT_MAX_PER_SIDE, "--mia-max", min=1, help="MIA-efficacy SVC: at most this many examples per side."
+    ),
+    per_example: Path = typer.Option(None, "--per-example", help="Parquet file of per-example outputs on the forget set."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the MIA subsampling and folds."),
+    data_root: str = DATA_ROOT,
+    device: str = DEVICE,
+    quiet: bool = QUIET,
+) -> None:
+    """Evaluate runs on a forget set; with references, ToW / ToW-MIA / gap; with N of each, ε."""
+    if per_example is not None and per_example.suffix != ".parquet":
+        raise UnlearnkitError(f"--per-example {per_example}: expected a .parquet file")
+    models = load_runs(model, data_root=data_root, device=device, what="model")
+    data = models[0].data
+    refs = load_runs(reference or [], data=data, device=device, what="reference")
+    fs = load_forget(forget, data)
+    res = evaluate_runs(models, refs, fs, mia_max_per_side=mia_max, seed=seed, quiet=quiet)
+    table_df = res.pop("per_example")
+
+    table = Table(title=f"{data.spec['name']}: forget set {forget.name} ({len(fs)} examples)")
+    table.add_column("metric")
+    table.add_column(f"model (n={len(models)})", justify="right")
+    if refs:
+        table.add_column(f"reference (n={len(refs)})", justify="right")
+    for m in METRICS:
+        table.add_row(m, _fmt(res[m]), *([_fmt(res["reference"][m])] if refs else []))
+    if refs:
+        for c in COMPARISONS:
+            table.add_row(c, _fmt(res[c]), "")
+    eps = res.get("epsilon")
+    if eps:
+        for k in ("mean", "median", "forget_quality", "final_score"):
+            table.add_row(f"epsilon {k}" if k in ("mean", "median") else k, _fmt(eps[k]), "")
+    console.print(table)
+    if not eps and refs:
+        console.print("per-example ε needs at least 2 models and 2 references (seeds)", style="dim")
+    console.print(
+        f"MIA-efficacy fitted on at most {mia_max} retain and {mia_max} test examples (seed {seed})", style="dim"
+    )
+
+    write_json(out, to_jsonable(res))
+    if per_example is not None:
+        write_parquet(per_example, table_df)
+    console.print(f"wrote {out}" + (f" and {per_example}" if per_example else ""))
