@@ -91,12 +91,13 @@ def rum_cmd(
     )
     info = res.extra["rum"]
     table = Table(title=f"RUM ({variant}, retain {retain})")
-    for col in ("step", "group", "method", "size", "retain", "seconds", "group acc", "forget acc", "retain acc", "test acc"):
-        table.add_column(col)
+    for col in ("#", "group", "method", "n", "s", "acc group", "acc S", "acc D\\S", "acc test"):
+        table.add_column(col, no_wrap=True)
     for s in info["steps"]:
         table.add_row(
-            str(s["step"]), s["group"], s["method"], str(s["size"]), str(s["retain_size"]), f"{s['seconds']:.2f}",
-            *(f"{s[k]:.4f}" for k in ("group_acc", "forget_acc", "retain_acc", "test_acc")),
+            str(s["step"]), s["group"], s["method"], str(s["size"]), f"{s['seconds']:.1f}",
+            *(f"{s[k]:.3f}" for k in ("group_acc", "forget_acc", "retain_acc", "test_acc")),
         )
     console.print(table)
+    console.print(f"retain per step: {retain} ({'D minus all of S' if retain == 'strict' else 'unprocessed groups kept'})")
     console.print(f"-> {out} (rum.json: groups, order, methods, params, steps)")
