@@ -120,7 +120,7 @@ class Fixed(torch.nn.Module):
 
 def test_aggregations():
     # Shards vote 0, 0, 1 but shard 2 is very confident in 1: vote says 0, mean says 1.
-    members = [Fixed([2.0, 0.0, 0.0]), Fixed([2.0, 0.0, 0.0]), Fixed([0.0, 20.0, 0.0])]
+    members = [Fixed([1.0, 0.0, 0.0]), Fixed([1.0, 0.0, 0.0]), Fixed([0.0, 20.0, 0.0])]
     x = torch.zeros(4, 1)
     vote, mean = SisaEnsemble(members, "vote")(x), SisaEnsemble(members, "mean")(x)
     assert vote.argmax(1).tolist() == [0] * 4 and mean.argmax(1).tolist() == [1] * 4
@@ -143,5 +143,16 @@ def test_cli_train_sisa_mean(cli, tmp, digits):
     assert "2 shards x 2 slices" in out
     run = load_run(tmp / "cli", data=digits)
     assert run.model.aggregation == "mean" and len(run.model.members) == 2
+    forget = tmp / "f.txt"
+    forget.write_text(f"{json.loads((tmp / 'cli' / SHARDS_JSON).read_text())['shards'][1]['slices'][1][0]}\n")
+    code, out, err = cli("unlearn", "--run", tmp / "cli", "--method", "sisa", "--forget", forget,
+                         "--quiet", "--out", tmp / "u")
+    assert code == 0, err
+    assert (tmp / "u" / SHARDS_JSON).exists() and checkpoint_path(tmp / "u", 1, 1).exists()
+    code, out, err = cli("evaluate", "--model", tmp / "u", "--forget", forget, "--quiet", "--out", tmp / "m.json")
+    assert code == 0, err
+    code, _, err = cli("unlearn", "--run", tmp / "u", "--method", "sisa", "--forget", forget,
+                       "--quiet", "--out", tmp / "u2")
+    assert code == 2 and "in no shard" in err
     code, _, err = cli("train-sisa", "--shards", "0", "--quiet", "--out", tmp / "bad")
     assert code == 2 and "at least 1 shard" in err

@@ -1,0 +1,123 @@
+"""IMU against imu_uniform and the other retain-free methods, and the batched influence
+computation against a per-example autograd loop (SPEC §6).
+
+    .venv/bin/python benchmarks/imu.py [--dataset fashion-mnist] [--epochs 10] [--width 256]
+                                       [--forget-class 0] [--loop-n 2000] [--threads 1] [--seed 0]
+
+Two forget sets: 10% of the training set at random, and one whole class. For each,
+the original model (trained on D) and a retrained reference (trained on D \\ S, same
+recipe) are trained once; every method runs with its shipped defaults (preset for the
+dataset, if any). Columns: forget/retain/test accuracy, ToW vs the reference, seconds.
+The second table times the influences of the forget set: the closed-form batched
+computation vs a loop of one forward + autograd.grad per example (as in the public code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from unlearnkit import TrainConfig, load_dataset, train_run
+from unlearnkit.data import ForgetSet
+from unlearnkit.methods import METHODS, unlearn
+from unlearnkit.methods.imu import model_influence
+from unlearnkit.metrics import tug_of_war
+from unlearnkit.training import accuracy
+
+METHODS_COMPARED = ["imu", "imu_uniform", "neggrad", "boundary_shrink"]
+
+
+def split_accuracies(model, data, forget_pos: np.ndarray) -> dict[str, float]:
+    retain_pos = data.complement(forget_pos)
+    return {
+        "forget": accuracy(model, data.x_train[forget_pos], data.y_train[forget_pos]),
+        "retain": accuracy(model, data.x_train[retain_pos], data.y_train[retain_pos]),
+        "test": accuracy(model, data.x_test, data.y_test),
+    }
+
+
+def loop_influence(model, x: torch.Tensor, y: torch.Tensor, lam: float = 0.01) -> torch.Tensor:
+    """The per-example reference: one forward + autograd.grad of the head per example."""
+    grads = []
+    for i in range(len(y)):
+        loss = F.cross_entropy(model(x[i : i + 1]), y[i : i + 1])
+        gw, gb = torch.autograd.grad(loss, [model.head.weight, model.head.bias])
+        grads.append(torch.cat([gw, gb[:, None]], 1).flatten().double())
+    g = torch.stack(grads)
+    return -(g @ (g.mean(0) / ((g * g).mean(0) + lam)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--model", default="mlp")
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--forget-class", type=int, default=0)
+    ap.add_argument("--loop-n", type=int, default=2000, help="forget examples in the timing comparison")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    data = load_dataset(args.dataset)
+    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed)
+    kw = {"width": args.width}
+    rng = np.random.default_rng(args.seed)
+    train_idx = data.index_train.numpy()
+    forget_sets = {
+        "random 10%": ForgetSet(rng.choice(train_idx, size=len(train_idx) // 10, replace=False)),
+        f"class {args.forget_class}": ForgetSet(train_idx[data.y_train.numpy() == args.forget_class]),
+    }
+    methods = [m for m in METHODS_COMPARED if m in METHODS]
+    print(f"{args.dataset}, {args.model} width {args.width}, {args.epochs} epochs, seed {args.seed}, "
+          f"{args.threads} thread(s); n_train {data.n_train}")
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        orig = train_run(data, args.model, cfg, Path(tmp) / "orig", model_kwargs=kw)
+        orig_s = time.perf_counter() - t0
+        print(f"original trained in {orig_s:.1f} s\n")
+        print(f"{'forget set':<12} {'method':<16} {'forget':>7} {'retain':>7} {'test':>7} {'ToW':>7} {'seconds':>8}")
+        for name, fs in forget_sets.items():
+            pos = fs.positions(data)
+            t0 = time.perf_counter()
+            ref = train_run(data, args.model, cfg, Path(tmp) / f"ref-{len(fs)}", model_kwargs=kw, exclude=fs.indices)
+            ref_s = time.perf_counter() - t0
+            ref_acc = split_accuracies(ref.model, data, pos)
+            rows = [("original", split_accuracies(orig.model, data, pos), float("nan")), ("retrain", ref_acc, ref_s)]
+            for m in methods:
+                out = unlearn(orig, fs, m, seed=args.seed, device="cpu")
+                rows.append((m, split_accuracies(out.model, data, pos), out.seconds))
+            for m, acc, secs in rows:
+                print(f"{name:<12} {m:<16} {acc['forget']:7.4f} {acc['retain']:7.4f} {acc['test']:7.4f} "
+                      f"{tug_of_war(acc, ref_acc):7.4f} {secs:8.2f}")
+            print()
+
+        # Influence: batched closed form vs per-example autograd, on the same rows.
+        fs = forget_sets["random 10%"]
+        pos = fs.positions(data)[: args.loop_n]
+        x, y = data.x_train[pos], data.y_train[pos]
+        model = copy.deepcopy(orig.model).eval()
+        model_influence(model, x[:8], y[:8])  # warm-up
+        t0 = time.perf_counter()
+        fast = model_influence(model, x, y)
+        fast_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        slow = loop_influence(model, x, y)
+        slow_s = time.perf_counter() - t0
+        err = float((fast - slow).abs().max() / slow.abs().max())
+        print(f"influence of {len(y)} forget examples: batched {fast_s * 1e3:.1f} ms, per-example loop "
+              f"{slow_s * 1e3:.1f} ms, ratio {slow_s / fast_s:.0f}x (target >= 50x); "
+              f"max relative difference {err:.1e}")
+
+
+if __name__ == "__main__":
+    main()
