@@ -17,7 +17,9 @@ percentile of the kept weights; the others get 0. Each step minimises
 ``-Σ w_i ℓ_i / Σ w_i + α ||θ_head||₁`` (weight and bias) with SGD on the head
 (``all_layers`` updates every parameter). ``recompute``: ``epoch`` (default,
 "dynamic") recomputes influences and weights at the start of every epoch,
-``step`` before every step, ``once`` at the start only (what the public code does).
+``step`` before every step (batches are drawn from the subset kept at the start of
+the epoch; an example whose influence turned non-negative gets weight 0), ``once``
+at the start only (what the public code does).
 
 Since ``Σ_i I_i = -n ḡᵀF⁻¹ḡ <= 0``, some example has negative influence unless
 the mean head gradient is exactly zero (e.g. a forget set fit with saturated
