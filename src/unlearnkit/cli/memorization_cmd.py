@@ -1,0 +1,67 @@
+"""``unlearnkit memorization``: Feldman memorization from K subset-trained models."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import typer
+
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, QUIET, app, console, err_console
+from unlearnkit.data import load_dataset
+from unlearnkit.difficulty.memorization import MemorizationWarning, estimate_memorization
+from unlearnkit.training import make_config
+
+
+def _print_warning(message, category, *args, **kwargs) -> None:
+    if issubclass(category, MemorizationWarning):
+        err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def memorization(
+    dataset: str = typer.Option("digits", "--dataset", "-d", help="Registered dataset name."),
+    model: str = typer.Option("mlp", "--model", "-m", help="Registered model name."),
+    out: Path = typer.Option(..., "--out", "-o", help="MEM_DIR: created, or resumed if it holds this run's models."),
+    k: int = typer.Option(100, "--k", help="Number of models (RUM: 400)."),
+    fraction: float = typer.Option(0.7, "--fraction", help="Fraction of the training set each model sees, in (0, 1)."),
+    epochs: int = typer.Option(10, "--epochs"),
+    seed: int = typer.Option(0, "--seed", help="Seeds every model's subset, initialisation and shuffling."),
+    lr: float = typer.Option(0.05, "--lr"),
+    batch_size: int = typer.Option(128, "--batch-size"),
+    weight_decay: float = typer.Option(5e-4, "--weight-decay"),
+    width: int = typer.Option(None, "--width", help="Model width (hidden units / base channels)."),
+    split_seed: int = typer.Option(0, "--split-seed", help="Seed of the validation split."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction"),
+    executor: str = typer.Option("local", "--executor", help="local | ray"),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)."),
+    ensemble: str = typer.Option("auto", "--ensemble", help="auto | loop | vectorised (auto: vectorised for the mlp)."),
+    block_size: int = typer.Option(None, "--block-size", help="Models per work unit (default 16 vectorised, 1 loop)."),
+    threads: int = typer.Option(1, "--threads", help="Torch threads per model (same in every executor)."),
+    data_root: str = DATA_ROOT,
+    device: str = typer.Option("cpu", "--device", help=DEVICE.help),
+    quiet: bool = QUIET,
+) -> None:
+    """Train K models on random subsets; write MEM_DIR/memorization.parquet and memorization.json."""
+    cfg = make_config(lr=lr, batch_size=batch_size, weight_decay=weight_decay, epochs=epochs, seed=seed)
+    data = load_dataset(dataset, data_root=data_root, val_fraction=val_fraction, split_seed=split_seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", MemorizationWarning)
+        warnings.showwarning = _print_warning
+        result = estimate_memorization(
+            data, model, k=k, fraction=fraction, epochs=epochs, seed=seed, out=out, cfg=cfg,
+            model_kwargs={"width": width}, executor=executor, address=address, ensemble=ensemble,
+            block_size=block_size, threads=threads, device=device, quiet=quiet,
+        )
+    rel, t, s = result.reliability, result.meta["timings"], result.meta["summary"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    console.print(
+        f"memorization of {data.n_train} {dataset} examples from {k} {model} models "
+        f"({result.meta['ensemble']}, {t['blocks_resumed']}/{t['blocks']} blocks resumed, "
+        f"{t['wall_seconds']:.1f} s): mean {s['mean']:.3f}, held out of >= {s['n_out_min']} models"
+    )
+    console.print(
+        f"split-half reliability (Spearman): {fmt(rel['split_half_spearman'])} over {rel['n_examples']} examples "
+        f"(Spearman-Brown for all {k} models: {fmt(rel['spearman_brown'])})"
+    )
+    console.print(f"-> {out / 'memorization.parquet'}, {out / 'memorization.json'}")

@@ -1,0 +1,232 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from unlearnkit import TrainConfig, UnlearnkitError
+from unlearnkit.data import make_bundle
+from unlearnkit.difficulty import memorization as mem
+from unlearnkit.difficulty.ensemble import train_ensemble
+from unlearnkit.difficulty.memorization import (
+    MemorizationWarning,
+    estimate_memorization,
+    load_memorization,
+    memorization_estimate,
+    split_half_reliability,
+    subset_mask,
+    torch_threads,
+)
+from unlearnkit.runs import new_model
+from unlearnkit.training import predict_logits, seed_everything, train
+
+FAST = TrainConfig(lr=0.1, batch_size=32, weight_decay=0.0)
+N_FLIP = 15
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """600 training points in 5 Gaussian blobs (d=64), 15 of them with a wrong label."""
+    rng = np.random.default_rng(0)
+    n, d, c = 800, 64, 5
+    centers = rng.normal(0, 1.0, (c, d))
+    y = rng.integers(0, c, n)
+    x = (centers[y] + rng.normal(0, 1, (n, d))).astype(np.float32)
+    data = make_bundle("blobs", x[:600], y[:600], x[600:], y[600:], val_fraction=0.0, split_seed=0, num_classes=c)
+    data.spec = {"name": "blobs", "val_fraction": 0.0, "split_seed": 0, "options": {}}
+    flip = rng.choice(600, N_FLIP, replace=False)
+    data.y_train[flip] = (data.y_train[flip] + 1) % c
+    return data, flip
+
+
+def call(data, out, **kw):
+    """A small estimate: 6 mlp models in blocks of 2."""
+    kw = {"k": 6, "epochs": 3, "cfg": FAST, "model_kwargs": {"width": 32}, "block_size": 2, **kw}
+    return estimate_memorization(data, "mlp", out=out, **kw)
+
+
+def run(data, out, **kw):
+    with pytest.warns(MemorizationWarning):  # small k: always warned
+        return call(data, out, **kw)
+
+
+def test_mislabeled_examples_score_highest(blobs, tmp):
+    data, flip = blobs
+    with pytest.warns(MemorizationWarning, match="out of only 4.8 models"):
+        res = estimate_memorization(
+            data, "mlp", k=16, epochs=10, out=tmp / "m", cfg=FAST, model_kwargs={"width": 128}, block_size=8
+        )
+    t = res.table
+    assert list(t.columns) == ["index", "memorization", "memorization_se", "memorization_n_out"]
+    assert np.array_equal(t["index"], data.index_train.numpy())
+    scores = t["memorization"].to_numpy()
+    clean = np.delete(scores, flip)
+    assert np.nanmean(scores[flip]) > np.nanpercentile(clean, 90)
+    assert np.nanmean(scores[flip]) > 0.5 and abs(np.nanmean(clean)) < 0.1
+    # Every model saw round(0.7 * 600) examples, so held-out counts sum to 16 * 180.
+    assert t["memorization_n_out"].sum() == 16 * 180
+    meta = res.meta
+    assert meta["ensemble"] == "vectorised" and meta["k"] == 16 and meta["seed"] == 0
+    assert set(meta["reliability"]) >= {"split_half_spearman", "spearman_brown", "n_examples"}
+    assert -1 <= meta["reliability"]["split_half_spearman"] <= 1  # computable at k=16
+    assert meta["timings"]["seconds_per_model"] > 0 and meta["warnings"]
+
+
+def test_estimate_formula_by_hand():
+    # Example 0: seen by models 0,1 (both right), held out of 2,3 (both wrong) -> mem 1, se 0.
+    # Example 1: seen by 0,1,2 (right, wrong, right), held out of 3 (right) -> 2/3 - 1, se NaN (one held out).
+    masks = np.array([[1, 1], [1, 1], [0, 1], [0, 0]], dtype=bool)
+    correct = np.array([[1, 1], [1, 0], [0, 1], [0, 1]], dtype=bool)
+    t = memorization_estimate(correct, masks)
+    assert t["memorization"].tolist() == pytest.approx([1.0, 2 / 3 - 1])
+    assert t["memorization_se"][0] == 0 and np.isnan(t["memorization_se"][1])
+    assert t["memorization_n_out"].tolist() == [2, 1]
+    # Sample variances: p_in=1/2 over 4 seen, p_out=1/2 over 4 held out.
+    m = np.array([[1], [1], [1], [1], [0], [0], [0], [0]], dtype=bool)
+    c = np.array([[1], [0], [1], [0], [1], [1], [0], [0]], dtype=bool)
+    var = np.var([1, 0, 1, 0], ddof=1)
+    assert memorization_estimate(c, m)["memorization_se"][0] == pytest.approx(np.sqrt(2 * var / 4))
+
+
+def test_split_half_is_one_when_halves_agree():
+    rng = np.random.default_rng(1)
+    masks = rng.random((40, 200)) < 0.5
+    level = np.linspace(0, 1, 200)
+    # Seen: always right; held out: right exactly when the example's level is below a per-half threshold.
+    correct = masks | (level[None, :] < 0.5)
+    rel = split_half_reliability(correct, masks)
+    assert rel["n_examples"] > 150 and rel["halves"] == [20, 20]
+    assert rel["split_half_spearman"] == pytest.approx(1.0)
+
+
+def test_masks_depend_only_on_seed_and_model():
+    a = subset_mask(100, 0.7, 3, 5)
+    assert a.sum() == 70 and np.array_equal(a, subset_mask(100, 0.7, 3, 5))
+    assert not np.array_equal(a, subset_mask(100, 0.7, 3, 6))
+    assert not np.array_equal(a, subset_mask(100, 0.7, 4, 5))
+
+
+@pytest.mark.parametrize("name,kwargs", [("mlp", {"width": 32}), ("cnn", {"width": 4})])
+def test_vectorised_ensemble_matches_training_loop(digits, name, kwargs):
+    with torch_threads(1):  # as memorization trains; also much faster for tiny convolutions here
+        check_ensemble_matches_loop(digits, name, kwargs)
+
+
+def check_ensemble_matches_loop(digits, name, kwargs):
+    cfg = TrainConfig(epochs=2, lr=0.1, batch_size=64)
+    seeds = [11, 12]
+    rng = np.random.default_rng(0)
+    subsets = [np.sort(rng.permutation(digits.n_train)[:400]) for _ in seeds]
+    inits, alone = [], []
+    for s, sub in zip(seeds, subsets):
+        seed_everything(s)
+        inits.append(new_model(name, digits, kwargs))
+        seed_everything(s)
+        model = new_model(name, digits, kwargs)
+        train(model, digits.x_train[sub], digits.y_train[sub], cfg.model_copy(update={"seed": s}), record_dynamics=False)
+        alone.append(model)
+    ens = train_ensemble(inits, digits.x_train, digits.y_train, subsets, cfg, seeds)
+    correct = ens.correct(digits.x_train, digits.y_train)
+    for j, model in enumerate(alone):
+        for key, w in model.state_dict().items():
+            torch.testing.assert_close(ens.state_dict(j)[key], w, atol=1e-5, rtol=1e-4)
+        own = (predict_logits(model, digits.x_train).argmax(1) == digits.y_train).numpy()
+        assert (own == correct[j]).mean() > 0.99
+    assert not np.array_equal(correct[0], correct[1])  # the two models differ (own subset and seed)
+
+
+def test_loop_and_vectorised_estimates_agree(blobs, tmp):
+    data, _ = blobs
+    a = run(data, tmp / "loop", ensemble="loop")
+    b = run(data, tmp / "vec", ensemble="vectorised")
+    assert a.meta["ensemble"] == "loop" and b.meta["ensemble"] == "vectorised"
+    diff = (a.table["memorization"] - b.table["memorization"]).abs()
+    assert diff.max() <= 1 / 6 + 1e-9 and (diff > 0).mean() < 0.02  # at most one flipped prediction
+
+
+def test_interrupted_run_resumes_to_identical_result(blobs, tmp, monkeypatch):
+    data, _ = blobs
+    full = run(data, tmp / "full")
+    calls, original = [], mem.train_block
+
+    def crash_on_second(block, ctx):
+        calls.append(block.block)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C during the second block
+        return original(block, ctx)
+
+    monkeypatch.setattr(mem, "train_block", crash_on_second)
+    with pytest.raises(KeyboardInterrupt), pytest.warns(MemorizationWarning):
+        call(data, tmp / "part")
+    assert sorted(p.name for p in (tmp / "part" / "models").iterdir()) == ["block_0000.npz"]
+    assert not (tmp / "part" / "memorization.parquet").exists()
+    monkeypatch.undo()
+    resumed = run(data, tmp / "part")
+    assert resumed.meta["timings"]["blocks_resumed"] == 1
+    pd.testing.assert_frame_equal(resumed.table, full.table, check_exact=True)
+    assert (tmp / "part" / "memorization.parquet").read_bytes() == (tmp / "full" / "memorization.parquet").read_bytes()
+
+
+def test_refuses_directory_of_another_configuration(blobs, tmp):
+    data, _ = blobs
+    run(data, tmp / "m")
+    with pytest.raises(UnlearnkitError, match="another configuration.*seed"):
+        call(data, tmp / "m", seed=1)
+    with pytest.raises(UnlearnkitError, match="another configuration.*k"):
+        call(data, tmp / "m", k=8)
+    (tmp / "other").mkdir()
+    (tmp / "other" / "notes.txt").write_text("x")
+    with pytest.raises(UnlearnkitError, match="not a memorization directory"):
+        call(data, tmp / "other")
+
+
+def test_load_memorization_checks_expectations(blobs, tmp):
+    data, _ = blobs
+    res = run(data, tmp / "m")
+    table, meta = load_memorization(tmp / "m", expect={"dataset": data.spec, "model": "mlp", "seed": 0, "k": 6})
+    pd.testing.assert_frame_equal(table, res.table)
+    assert meta["reliability"] == res.reliability
+    for expect, what in [
+        ({"seed": 1}, "seed=0"),
+        ({"dataset": "digits"}, "dataset name='blobs'"),
+        ({"dataset": {**data.spec, "split_seed": 3}}, "split_seed=0"),
+        ({"model": "cnn"}, "model name='mlp'"),
+    ]:
+        with pytest.raises(UnlearnkitError, match=what):
+            load_memorization(tmp / "m", expect=expect)
+    with pytest.raises(UnlearnkitError, match="no finished memorization"):
+        load_memorization(tmp)
+
+
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        ({"k": 1}, "k must be"),
+        ({"fraction": 1.0}, "fraction must be"),
+        ({"fraction": 0.0}, "fraction must be"),
+        ({"ensemble": "fast"}, "unknown ensemble"),
+        ({"executor": "spark"}, "unknown executor"),
+    ],
+)
+def test_bad_input(blobs, tmp, kw, msg):
+    data, _ = blobs
+    with pytest.raises(UnlearnkitError, match=msg):
+        estimate_memorization(data, "mlp", out=tmp / "m", **kw)
+
+
+def test_batchnorm_models_cannot_be_vectorised(digits, tmp):
+    with pytest.raises(UnlearnkitError, match="BatchNorm"):
+        estimate_memorization(digits, "resnet18", k=2, out=tmp / "m", ensemble="vectorised", model_kwargs={"width": 4})
+
+
+def test_cli(cli, tmp):
+    out = tmp / "mem"
+    args = ["memorization", "--dataset", "digits", "--k", "4", "--epochs", "1", "--width", "16", "--out", out, "-q"]
+    code, stdout, stderr = cli(*args)
+    assert code == 0, stderr
+    assert "split-half reliability" in stdout and "memorization.parquet" in stdout
+    assert "warning:" in stderr and "out of only 1.2 models" in stderr
+    assert len(pd.read_parquet(out / "memorization.parquet")) == 1293
+    code, stdout, stderr = cli(*args, "--seed", "1")
+    assert code == 2 and "another configuration" in stderr and "Traceback" not in stderr
+    code, _, stderr = cli("memorization", "--dataset", "digits", "--k", "1", "--out", tmp / "x")
+    assert code == 2 and "k must be" in stderr and len(stderr.strip().splitlines()) == 1
