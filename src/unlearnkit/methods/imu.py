@@ -125,7 +125,7 @@ class Imu(Method):
     needs_retain = False
     Params = ImuParams
     uniform: ClassVar[bool] = False  # imu_uniform: w_i = 1 on the same kept examples
-    tune_grid = {"lr": [0.01, 0.05, 0.1], "epochs": [2, 5]}
+    tune_grid = {"lr": [1e-4, 1e-3, 1e-2], "epochs": [1, 5]}  # as neggrad: ascent diverges fast
 
     def run(self, ctx: MethodContext, params: ImuParams) -> MethodOutput:
         p, model, dev = params, ctx.model, ctx.device
