@@ -108,7 +108,7 @@ def tune(
         command = "unlearnkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         update_preset(update_preset_file, res, dataset=original.data.name,
                       model=f"{original.meta['model']['name']} {original.meta['model'].get('kwargs', {})}",
-                      command=command)
+                      command=command, train=original.meta.get("train"))
     table = Table(title=f"tune {method}: validation forget set of {len(res.val_forget)} (seed {val_seed})")
     keys = list(res.chosen)
     for col in [*keys, "forget", "retain", "val", "ToW", "work/retrain"]:

@@ -200,9 +200,11 @@ def write_tune(path: str | Path, result: TuneResult) -> None:
     write_json(path, result.to_dict())
 
 
-def update_preset(path: str | Path, result: TuneResult, *, dataset: str, model: str, command: str) -> None:
+def update_preset(path: str | Path, result: TuneResult, *, dataset: str, model: str, command: str,
+                  train: dict[str, Any] | None = None) -> None:
     """Merge ``result.chosen`` into the preset file ``path`` (``{method: {param: value}}``),
-    recording provenance under ``_provenance[method]`` (command, date, model, ToW)."""
+    recording provenance under ``_provenance[method]`` (command, date, model, its training
+    recipe, validation ToW)."""
     path = Path(path)
     preset = read_json(path) if path.exists() else {}
     preset[result.method] = result.chosen
@@ -212,6 +214,7 @@ def update_preset(path: str | Path, result: TuneResult, *, dataset: str, model: 
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "dataset": dataset,
         "model": model,
+        "train": train or {},
         "val_tow": round(result.tow, 4),
         "val_forget_size": len(result.val_forget),
     }
