@@ -124,14 +124,16 @@ def evaluate_model(
 ) -> EvalResult:
     """Accuracies on forget / retain / test / validation, MIA-efficacy and loss MIA AUC.
 
-    ``run_or_model``: a :class:`Run` (``data`` may be None: the run's own) or a
-    bare model (``data`` required). The retain set is the training split minus
+    ``run_or_model``: a :class:`Run` (``data`` may be None: the run's own; else
+    it must be the run's dataset and split) or a bare model (``data`` required). The retain set is the training split minus
     ``forget`` minus ``original_excluded`` (default: the run's ``excluded``;
     none for a bare model). MIA-efficacy: RBF SVC on ``p_true``, retain vs test,
     at most ``mia_max_per_side`` per side drawn with ``seed``; MIA AUC:
     cross-validated logistic regression on the loss, forget vs test.
     """
     if isinstance(run_or_model, Run):
+        if data is not None:
+            check_same_dataset(run_or_model.meta, data.spec, f"run {run_or_model.path}")
         model, data = run_or_model.model, data if data is not None else run_or_model.data
         excluded = run_or_model.excluded if original_excluded is None else original_excluded
     else:
