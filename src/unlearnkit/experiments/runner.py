@@ -42,6 +42,7 @@ ORIGINAL = "original"
 RUN = "run"  # a unit's run directory lives at UNIT_DIR/run
 FORGET = "forget.json"
 MEM = "mem"
+INSTANCES = "instances"
 
 
 # --------------------------------------------------------------------------- unit handlers
@@ -195,6 +196,16 @@ def _do_evaluate(inputs, deps, out, opts):
     return {**{k: float(v) for k, v in res.metrics.items()}, "sizes": res.sizes}
 
 
+@handler("instances")
+def _do_instances(inputs, deps, out, opts):
+    from unlearnkit.difficulty.instance import analyze_instances
+
+    run = _run(deps["run"], opts)
+    analyze_instances(run, _forget(deps["forget"], run.data), list(inputs["methods"]), inputs["seeds"],
+                      out=out / INSTANCES, params=inputs["params"], device=opts.get("device", "auto"))
+    return {"methods": inputs["methods"]}
+
+
 # --------------------------------------------------------------------------- the plan
 
 
@@ -216,6 +227,7 @@ class Plan:
     units: list[WorkUnit]  # every unit, dependencies first
     memorization: WorkUnit | None = None
     scores: list[WorkUnit] = field(default_factory=list)
+    instances: WorkUnit | None = None
 
 
 def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
@@ -236,6 +248,7 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
                    label=f"K={m.k}", driver=True)
     rows: list[Row] = []
     scores_units = []
+    instances = None
     for seed in cfg.seeds:
         train = unit("train", {**base, "training": {**recipe, "seed": seed}}, label=f"seed {seed}")
         scores = unit("scores", {"names": cfg.score_names, "seed": seed},
@@ -251,6 +264,11 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
             needs_scores = spec.kind in ("memorization", "score")
             fu = unit("forget", {"spec": spec.model_dump(by_alias=True), "seed": seed},
                       {"run": scores if needs_scores else train}, label=f"{spec.label} seed {seed}")
+            ins = cfg.instances
+            if ins is not None and spec.label == ins.forget_set and seed == cfg.seeds[0]:
+                params = {m: cfg.methods[m] for m in ins.methods if m in cfg.methods}
+                instances = unit("instances", {"methods": ins.methods, "seeds": ins.seeds, "params": params},
+                                 {"run": scores, "forget": fu}, label=f"{spec.label} seed {seed}")
 
             def evaluation(model_unit: WorkUnit, what: str) -> WorkUnit:
                 return unit("evaluate", {"mia_max_per_side": cfg.metrics.mia_max_per_side, "seed": seed},
@@ -291,8 +309,8 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
                     ru = unit("rum", {"rum": kw, "seed": seed}, {"run": scores, "forget": fu},
                               label=f"{variant} {method} {spec.label} seed {seed}")
                     row(method, variant, ru, ru)
-    roots = [r.evaluation for r in rows] + [r.reference_eval for r in rows] + scores_units
-    return Plan(rows, closure(roots), mem, scores_units)
+    roots = [r.evaluation for r in rows] + [r.reference_eval for r in rows] + scores_units + ([instances] if instances else [])
+    return Plan(rows, closure(roots), mem, scores_units, instances)
 
 
 # --------------------------------------------------------------------------- execution
@@ -449,6 +467,11 @@ def report_context(plan: Plan, root: Path, cfg: BenchConfig, failures: Mapping[s
         mdir = plan.memorization.path(root) / MEM
         ctx["memorization"] = pd.read_parquet(mdir / "memorization.parquet")
         ctx["memorization_info"] = plan.memorization.record(root)["summary"]
+    if plan.instances is not None and plan.instances.done(root):
+        ctx["extra_figures"] = {
+            f"instances_{p.stem}": (p.read_bytes(), f"Per-instance difficulty ({p.stem.replace('_', ' ')}).")
+            for p in sorted((plan.instances.path(root) / INSTANCES).glob("*.png"))
+        }
     done_scores = [u for u in plan.scores if u.done(root)]
     if done_scores:
         ctx["scores"] = pd.read_parquet(done_scores[0].path(root) / RUN / "scores.parquet")
