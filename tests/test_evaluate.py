@@ -1,6 +1,7 @@
 """Evaluation through runs on digits: evaluate_model / evaluate_runs / check_reference and the CLI."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 from unlearnkit import TrainConfig, UnlearnkitError, load_dataset, train_run
 from unlearnkit.data import ForgetSet, save_forget
 from unlearnkit.metrics import check_reference, evaluate_model, evaluate_runs
+from unlearnkit.metrics.evaluate import to_jsonable
 from unlearnkit.training import accuracy
 
 CFG = dict(epochs=4, lr=0.1)
@@ -68,6 +70,23 @@ def test_retain_set_drops_what_the_run_never_saw(setup, digits, tmp):
     other = np.setdiff1d(digits.index_train.numpy(), forget.indices)[:25]
     run = train_run(digits, "mlp", TrainConfig(epochs=1), tmp / "x", model_kwargs=WIDTH, exclude=other)
     assert evaluate_model(run, None, forget).sizes["retain"] == digits.n_train - 60 - 25
+
+
+def test_evaluate_model_refuses_other_split_data(setup, other_split_run):
+    _, forget, models, _ = setup
+    with pytest.raises(UnlearnkitError, match="split_seed 1"):
+        evaluate_model(models[0], other_split_run.data, forget)
+
+
+def test_forget_everything_leaves_no_retain_set(setup, digits):
+    _, _, models, _ = setup
+    res = evaluate_runs(models[:1], [], ForgetSet(digits.index_train.numpy()))
+    res.pop("per_example")
+    assert math.isnan(res["retain_acc"]) and math.isnan(res["mia_efficacy"])
+    assert 0 <= res["forget_acc"] <= 1
+    # Strict JSON has no NaN: it is written as null.
+    assert to_jsonable(res)["retain_acc"] is None
+    json.dumps(to_jsonable(res), allow_nan=False)
 
 
 def test_reference_against_itself_gives_tow_one(setup):
