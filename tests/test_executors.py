@@ -1,5 +1,6 @@
 import math
 import operator
+import os
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,9 @@ def test_ray_executor_matches_local(tmp):
         assert sorted(ex.map(operator.sub, [5, 7], context=2)) == [(5, 3), (7, 5)]
         with pytest.raises(UnlearnkitError, match=r"roots: unit -1 failed on Ray \(ValueError: math domain error\)"):
             list(ex.map(math.sqrt, [4, -1], desc="roots"))
+        # A worker that dies is retried once, then reported by unit.
+        with pytest.raises(UnlearnkitError, match=r"exits: unit 3 was lost on Ray after 1 retry"):
+            list(ex.map(os._exit, [3], desc="exits"))
         with pytest.warns(MemorizationWarning):
             on_ray = estimate_memorization(data, "mlp", out=tmp / "ray", executor=ex, **kw)
             # The loop path through training.train on Ray, too.
