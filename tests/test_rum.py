@@ -214,6 +214,10 @@ def test_validation_forget_set_matches_s(run, forget, scores):
     assert len(val) == len(forget) and not set(val.indices.tolist()) & set(forget.indices.tolist())
     y = pd.Series(run.data.y_train.numpy(), index=run.data.index_train.numpy())
     assert y.loc[val.indices].value_counts().sort_index().equals(y.loc[forget.indices].value_counts().sort_index())
+    # examples without a finite score (memorization never held out) are never picked
+    holes = scores.assign(memorization=scores["memorization"].where(~scores["index"].isin(val.indices)))
+    again = validation_forget(run, forget, holes, "memorization", seed=0)
+    assert len(again) == len(forget) and not set(again.indices.tolist()) & set(val.indices.tolist())
     # a high-memorization S gets a high-memorization validation set
     s = scores.set_index("index")["memorization"]
     top = ForgetSet(s.nlargest(60).index.to_numpy())

@@ -332,10 +332,13 @@ def retrain_reference(run: Run, exclude: np.ndarray, *, seed: int = 0, device: s
 def validation_forget(run: Run, forget: ForgetSet, scores: pd.DataFrame, by: str, seed: int = 0) -> ForgetSet:
     """A forget set like S but disjoint from it: for each example of S, the not-yet-taken
     training example of the same label with the nearest score ``by`` (ties broken at
-    random, seeded). Same size, class composition and score distribution as S."""
+    random, seeded; examples without a finite score are never taken). Same size, class
+    composition and score distribution as S."""
     data = run.data
     s = forget.indices
     pool = np.setdiff1d(data.index_train.numpy(), np.union1d(s, run.excluded))
+    known = scores.loc[np.isfinite(scores[by].to_numpy(dtype=np.float64)), "index"].to_numpy() if by in scores else pool
+    pool = np.intersect1d(pool, known)  # e.g. memorization is NaN where no model held the example out
     labels = pd.Series(data.y_train.numpy(), index=data.index_train.numpy())
     rng = np.random.default_rng(seed)
     s_val, p_val = _score_values(scores, by, s), _score_values(scores, by, pool)
