@@ -190,6 +190,7 @@ def test_bucket_score_and_final_score():
     assert forget_quality(e[:4]) == pytest.approx((1 + 1 + 0.5 + 0.25) / 4)
     # F * (RA_u / RA_r) * (TA_u / TA_r) = 0.5 * 0.9 * (0.8 / 0.9) = 0.4
     assert final_score(0.5, 0.9, 1.0, 0.8, 0.9) == pytest.approx(0.4)
+    assert math.isnan(final_score(0.5, 0.9, 0.0, 0.8, 0.9))
 
 
 # ---------------------------------------------------------------- mean and CI

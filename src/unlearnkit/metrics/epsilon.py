@@ -139,5 +139,10 @@ def forget_quality(epsilons, *, width: float = BUCKET_WIDTH, max_epsilon: float 
 def final_score(
     forget_q: float, retain_acc_u: float, retain_acc_r: float, test_acc_u: float, test_acc_r: float
 ) -> float:
-    """Challenge final score ``F · (RA_u / RA_r) · (TA_u / TA_r)`` (accuracies averaged over models)."""
+    """Challenge final score ``F · (RA_u / RA_r) · (TA_u / TA_r)`` (accuracies averaged over models).
+
+    NaN when a reference accuracy is 0 or NaN.
+    """
+    if not retain_acc_r or not test_acc_r or math.isnan(retain_acc_r) or math.isnan(test_acc_r):
+        return math.nan
     return float(forget_q * (retain_acc_u / retain_acc_r) * (test_acc_u / test_acc_r))

@@ -203,6 +203,15 @@ def _splits(m: dict[str, float]) -> dict[str, float]:
     return {"forget": m["forget_acc"], "retain": m["retain_acc"], "test": m["test_acc"], "mia": m["mia_efficacy"]}
 
 
+def _mean(results: Sequence[EvalResult], key: str) -> float:
+    return float(np.mean([r.metrics[key] for r in results]))
+
+
+def _confidences(results: Sequence[EvalResult]) -> np.ndarray:
+    """Forget-set logit-scaled confidences, ``[n_examples, n_runs]``."""
+    return np.stack([r.per_example["logit_conf"].to_numpy() for r in results], axis=1)
+
+
 def evaluate_runs(
     models: Sequence[Run],
     references: Sequence[Run],
@@ -271,7 +280,7 @@ def evaluate_runs(
         {"role": role, "path": str(run.path), **res.metrics} for (role, run), res in zip(all_runs, results)
     ]
     if references:
-        ref_mean = {k: float(np.mean([_splits(r.metrics)[k] for r in ref_res])) for k in ("forget", "retain", "test", "mia")}
+        ref_mean = _splits({m: _mean(ref_res, m) for m in METRICS})
         fns = {"tow": tug_of_war, "tow_mia": tow_mia, "avg_gap": avg_gap}
         for name, fn in fns.items():
             vals = [fn(_splits(r.metrics), ref_mean) for r in model_res]
@@ -287,11 +296,8 @@ def evaluate_runs(
         ignore_index=True,
     )[["index", "role", "run", "p_true", "loss", "correct", "logit_conf"]]
     if len(model_res) >= 2 and len(ref_res) >= 2:
-        u = np.stack([r.per_example["logit_conf"].to_numpy() for r in model_res], axis=1)
-        r = np.stack([r.per_example["logit_conf"].to_numpy() for r in ref_res], axis=1)
-        eps = per_example_epsilon(u, r)
+        eps = per_example_epsilon(_confidences(model_res), _confidences(ref_res))
         fq = forget_quality(eps)
-        mean_of = lambda rs, k: float(np.mean([x.metrics[k] for x in rs]))  # noqa: E731
         out["epsilon"] = {
             "n_models": len(model_res),
             "n_references": len(ref_res),
@@ -304,8 +310,8 @@ def evaluate_runs(
             "forget_quality": fq,
             "final_score": final_score(
                 fq,
-                mean_of(model_res, "retain_acc"), mean_of(ref_res, "retain_acc"),
-                mean_of(model_res, "test_acc"), mean_of(ref_res, "test_acc"),
+                _mean(model_res, "retain_acc"), _mean(ref_res, "retain_acc"),
+                _mean(model_res, "test_acc"), _mean(ref_res, "test_acc"),
             ),
         }
         by_index = pd.DataFrame({"index": model_res[0].per_example["index"], "epsilon": eps, "score": bucket_score(eps)})
