@@ -185,6 +185,8 @@ def test_variants_differ_only_where_they_should(run, forget):
     rf = rum(run, forget, methods="rum_test_probe", variant="rum_f")
     assert all(np.array_equal(rf.groups[k], refined[k]) for k in refined)
     assert set(rf.methods.values()) == {"rum_test_probe"}
+    with pytest.raises(UnlearnkitError, match="refined variants"):
+        rum(run, forget, methods="rum_test_probe", variant="vanilla", order=["all"])
     with pytest.raises(UnlearnkitError, match="one method"):
         rum(run, forget, methods=["rum_test_probe", "none", "rum_test_probe"], variant="shuffle")
 

@@ -518,7 +518,9 @@ def rum(
         hih = None
         parts = {"all": forget.indices} if variant == "vanilla" else _shuffled_groups(forget, groups, seed)
     names = list(parts)
-    order = _check_order(order if refined else None, names)
+    if order is not None and not refined:
+        raise UnlearnkitError(f"an order applies to the refined variants (rum_f, rum), not to '{variant}'")
+    order = _check_order(order, names)
     search, search_seconds, validation = None, 0.0, None
     if variant == "rum":
         if params:
