@@ -186,5 +186,6 @@ def test_cli_bad_input(setup, other_split_run, cli, digits, tmp):
     fails("", match="empty")
     good = "".join(f"{i}\n" for i in forget.indices)
     fails(good, "--reference", models[1].path, match="must exclude the forget set")
+    fails(good, "--per-example", tmp / "pe.csv", match=".parquet")
     fails(good, "--reference", other_split_run.path, match="split_seed 1")
     fails(good, "--model", other_split_run.path, match="split_seed 1")
