@@ -1,6 +1,7 @@
 import copy
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -11,9 +12,10 @@ import torch.nn.functional as F
 from unlearnkit import TrainConfig, UnlearnkitError, load_run, train_run
 from unlearnkit.data import make_bundle
 from unlearnkit.difficulty import SCORES, compute_scores, load_scores, score_run
+from unlearnkit.difficulty.memorization import estimate_memorization
 from unlearnkit.difficulty.geometry import nearest_other_class_distance, per_example_grad_sq_norms
 from unlearnkit.difficulty.proxies import loss_curvature
-from unlearnkit.io import write_json, write_parquet
+from unlearnkit.io import write_json
 from unlearnkit.training import predict_embeddings
 
 N_BAD = 60
@@ -123,22 +125,21 @@ def small_run(digits_run, digits, tmp):
     return load_run(tmp / "run", data=digits)
 
 
-def write_mem(path, run, **meta):
-    idx = run.data.index_train.numpy()
-    rng = np.random.default_rng(0)
-    mem = pd.DataFrame({"index": idx, "memorization": rng.uniform(size=len(idx)),
-                        "memorization_se": rng.uniform(0, 0.1, len(idx)),
-                        "memorization_n_out": rng.integers(5, 30, len(idx))})
-    write_parquet(path / "memorization.parquet", mem)
-    write_json(path / "memorization.json", {"dataset": run.meta["dataset"], "model": "mlp", "seed": 0, **meta})
-    return mem
+@pytest.fixture(scope="module")
+def mem_dir(digits, tmp_path_factory):
+    """A real (tiny, noisy) memorization estimate on the same data as ``digits_run``."""
+    out = tmp_path_factory.mktemp("mem") / "mem"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # k=4 is far too small for a stable estimate; fine here
+        estimate_memorization(digits, "mlp", k=4, fraction=0.5, epochs=2, out=out, model_kwargs={"width": 16})
+    return out
 
 
-def test_memorization_merged_and_correlated(small_run, tmp):
-    mem = write_mem(tmp / "mem", small_run)
+def test_memorization_merged_and_correlated(small_run, mem_dir):
     score_run(small_run, "margin,loss")
-    table = score_run(small_run, "memorization", memorization_dir=tmp / "mem")
+    table = score_run(small_run, "memorization", memorization_dir=mem_dir)
     assert {"margin", "loss", "memorization", "memorization_se", "memorization_n_out"} <= set(table.columns)
+    mem = pd.read_parquet(mem_dir / "memorization.parquet").set_index("index").loc[table["index"]]
     np.testing.assert_allclose(table["memorization"], mem["memorization"])
     info = json.loads((small_run.path / "scores.json").read_text())
     rho = info["scores"]["margin"]["spearman_memorization"]
@@ -146,16 +147,14 @@ def test_memorization_merged_and_correlated(small_run, tmp):
     assert info["scores"]["memorization"]["higher_is_harder"] is True
 
 
-def test_memorization_from_other_dataset_or_model_refused(small_run, tmp):
-    write_mem(tmp / "m1", small_run)
-    meta = json.loads((tmp / "m1" / "memorization.json").read_text())
-    meta["dataset"] = {**meta["dataset"], "split_seed": 7}
-    write_json(tmp / "m1" / "memorization.json", meta)
-    with pytest.raises(UnlearnkitError, match="split_seed"):
-        compute_scores(small_run, "memorization", memorization_dir=tmp / "m1")
-    write_mem(tmp / "m2", small_run, model="cnn")
-    with pytest.raises(UnlearnkitError, match="model 'cnn'"):
-        compute_scores(small_run, "memorization", memorization_dir=tmp / "m2")
+def test_memorization_from_other_dataset_or_model_refused(small_run, mem_dir, tmp):
+    meta = json.loads((mem_dir / "memorization.json").read_text())
+    for name, change, msg in [("split", {"dataset": {**meta["dataset"], "split_seed": 7}}, "split_seed"),
+                              ("model", {"model": {**meta["model"], "name": "cnn"}}, "model")]:
+        shutil.copytree(mem_dir, tmp / name)
+        write_json(tmp / name / "memorization.json", {**meta, **change})
+        with pytest.raises(UnlearnkitError, match=f"another configuration.*{msg}"):
+            compute_scores(small_run, "memorization", memorization_dir=tmp / name)
     with pytest.raises(UnlearnkitError, match="unlearnkit memorization"):
         compute_scores(small_run, "memorization")
 

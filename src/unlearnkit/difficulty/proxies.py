@@ -1,6 +1,7 @@
 """Memorization and its cheap proxies (SPEC §2).
 
-- memorization: read from a ``unlearnkit memorization`` directory (Feldman estimate).
+- memorization: read from a ``unlearnkit memorization`` directory (Feldman estimate),
+  refused when it was estimated on another dataset, split or model architecture.
 - confidence, binary_accuracy: means over epochs of the training dynamics
   recorded by ``unlearnkit train`` (free).
 - max_confidence, entropy: measured on the final model θ_o. The dynamics table
@@ -15,19 +16,16 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit.difficulty import geometry
+from unlearnkit.difficulty.memorization import load_memorization
 from unlearnkit.difficulty.scores import ScoreContext, register_score
-from unlearnkit.errors import UnlearnkitError
-from unlearnkit.io import read_json
 from unlearnkit.runs import Run
 from unlearnkit.training import TrainConfig, predict_logits, train
 
@@ -37,33 +35,14 @@ CURVATURE_H = 0.01
 CURVATURE_BATCH = 256
 
 
-def read_memorization(mem_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """``MEM_DIR/memorization.parquet`` (index, memorization, memorization_se,
-    memorization_n_out) and ``memorization.json`` (its provenance)."""
-    mem_dir = Path(mem_dir)
-    table, meta = mem_dir / "memorization.parquet", mem_dir / "memorization.json"
-    if not table.exists() or not meta.exists():
-        raise UnlearnkitError(f"{mem_dir}: not a memorization directory (run `unlearnkit memorization --out {mem_dir}`)")
-    return pd.read_parquet(table), read_json(meta)
-
-
-def check_memorization_matches(meta: dict[str, Any], run: Run, mem_dir: str | Path) -> None:
-    """Refuse memorization estimated on another dataset, split or model architecture than ``run``."""
-    want, got = run.meta.get("dataset", {}), meta.get("dataset", {})
-    for key in ("name", "val_fraction", "split_seed", "options"):
-        if got.get(key) != want.get(key):
-            raise UnlearnkitError(
-                f"{mem_dir}: memorization was estimated with dataset {key}={got.get(key)!r}, "
-                f"but the run uses {want.get(key)!r}; re-run `unlearnkit memorization` for this run's data"
-            )
-    mem_model = meta.get("model")
-    mem_model = mem_model.get("name") if isinstance(mem_model, dict) else mem_model
-    run_model = run.meta.get("model", {}).get("name")
-    if mem_model is not None and mem_model != run_model:
-        raise UnlearnkitError(
-            f"{mem_dir}: memorization was estimated with model '{mem_model}', the run is a '{run_model}'; "
-            "re-run `unlearnkit memorization --model` with the run's model"
-        )
+def memorization_expectation(run: Run) -> dict[str, Any]:
+    """What a memorization directory must match to score ``run``: its dataset and split, and
+    its model architecture (passed as ``expect`` to :func:`load_memorization`)."""
+    spec = run.meta.get("dataset", {})
+    return {
+        "dataset": {k: spec.get(k) for k in ("name", "val_fraction", "split_seed", "options")},
+        "model": run.meta.get("model", {}).get("name"),
+    }
 
 
 def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> np.ndarray:
@@ -123,8 +102,7 @@ def loss_curvature(
                 cost="K model trainings (`unlearnkit memorization`)")
 def _memorization(ctx: ScoreContext) -> dict[str, np.ndarray]:
     """Feldman memorization (subsampled ensemble estimate) with its standard error; high => harder."""
-    table, meta = read_memorization(ctx.memorization_dir)
-    check_memorization_matches(meta, ctx.run, ctx.memorization_dir)
+    table, _ = load_memorization(ctx.memorization_dir, expect=memorization_expectation(ctx.run))
     table = table.set_index("index").reindex(ctx.index)
     cols = ["memorization", "memorization_se", "memorization_n_out"]
     return {c: table[c].to_numpy(dtype=np.float64) for c in cols if c in table.columns}
