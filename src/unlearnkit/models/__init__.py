@@ -1,7 +1,12 @@
-"""Models: a registry of builders returning :class:`Classifier` (``embed`` + ``head``)."""
+"""Models: a registry of builders returning :class:`Classifier` (``embed`` + ``head``).
+
+Every module in this package that registers a builder with
+``@MODELS.register(name)`` is imported automatically.
+"""
 
 from unlearnkit.models.base import MODELS, Classifier, build_model
+from unlearnkit.plugins import import_submodules
 
-from unlearnkit.models import cnn, ensemble, mlp, resnet, text  # noqa: F401,E402  (registers them)
+import_submodules(__name__, __path__)
 
 __all__ = ["MODELS", "Classifier", "build_model"]
