@@ -38,14 +38,8 @@ from unlearnkit.io import atomic_dir, write_json
 from unlearnkit.methods import METHODS, retain_positions, unlearn
 from unlearnkit.metrics import tug_of_war
 from unlearnkit.models import Classifier
-from unlearnkit.runs import Run, evaluate_splits, excluded_meta, new_model, write_run
-from unlearnkit.training import (
-    TrainConfig,
-    accuracy,
-    resolve_device,
-    seed_everything,
-    train,
-)
+from unlearnkit.runs import Run, evaluate_splits, excluded_meta, write_run
+from unlearnkit.training import accuracy
 
 VARIANTS = ("vanilla", "shuffle", "rum_f", "rum")
 RETAIN_POLICIES = ("strict", "rum")
@@ -316,17 +310,11 @@ def _sequence(
 
 
 def retrain_reference(run: Run, exclude: np.ndarray, *, seed: int = 0, device: str = "auto", quiet: bool = True) -> Classifier:
-    """A fresh model trained with ``run``'s recipe on D minus ``run.excluded`` minus ``exclude``."""
+    """The gold standard: the ``retrain`` method (``run``'s recipe, fresh weights) on D
+    minus ``run.excluded`` minus ``exclude`` (original training indices)."""
     if "train" not in run.meta or "model" not in run.meta:
         raise UnlearnkitError(f"{run.path}: run.json has no training recipe; cannot retrain a reference")
-    data = run.data
-    keep = data.complement(data.positions(np.union1d(run.excluded, exclude), what="excluded indices"))
-    cfg = TrainConfig(**{**run.meta["train"], "seed": seed})
-    seed_everything(seed)
-    model = new_model(run.meta["model"]["name"], data, run.meta["model"].get("kwargs", {}))
-    train(model, data.x_train[keep], data.y_train[keep], cfg, device=resolve_device(device),
-          record_dynamics=False, quiet=quiet, desc="retrain reference")
-    return model.cpu().eval()
+    return unlearn(run, ForgetSet(exclude), "retrain", seed=seed, device=device, quiet=quiet).model
 
 
 def validation_forget(run: Run, forget: ForgetSet, scores: pd.DataFrame, by: str, seed: int = 0) -> ForgetSet:
