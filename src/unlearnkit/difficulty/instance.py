@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,49 @@ def _plots(out: Path, instances: pd.DataFrame, methods: list[str], score_corr: d
     return files
 
 
+def _probabilities(
+    run: Run, forget: ForgetSet, methods: list[str], seeds: int, params: dict[str, dict[str, Any]],
+    device: str, quiet: bool,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """p_y on the forget examples: references ``[seeds, n]`` (retrain, seeds 0..S-1) and
+    ``{method: [seeds, n]}`` (seeds S..2S-1)."""
+    from unlearnkit.methods import unlearn
+
+    pos = forget.positions(run.data)
+    x, y = run.data.x_train[pos], run.data.y_train[pos]
+    p_ref = np.zeros((seeds, len(pos)))
+    p_unl = {m: np.zeros((seeds, len(pos))) for m in methods}
+    with progress_bar(quiet) as bar:
+        task = bar.add_task("analyze-instances", total=seeds * (1 + len(methods)), info="")
+        for s in range(seeds):
+            jobs = [(REFERENCE, s, p_ref)] + [(m, seeds + s, p_unl[m]) for m in methods]
+            for method, seed, into in jobs:
+                bar.update(task, info=f"{method}, seed {seed}")
+                res = unlearn(run, forget, method, params.get(method), seed=seed, device=device)
+                into[s] = true_label_probability(res.model, x, y)
+                bar.update(task, advance=1)
+    return p_ref, p_unl
+
+
+def _instances_table(run: Run, forget: ForgetSet, p_ref: np.ndarray, p_unl: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per (forget example, method); see :class:`InstanceAnalysis`."""
+    pos = forget.positions(run.data)
+    y = run.data.y_train[pos]
+    ref_mean = p_ref.mean(0)
+    p_orig = true_label_probability(run.model, run.data.x_train[pos], y)
+    frames = []
+    for m, p in p_unl.items():
+        frame = pd.DataFrame({
+            "index": run.data.index_train[pos].numpy(), "label": y.numpy(), "method": m,
+            "difficulty": np.abs(p.mean(0) - ref_mean),
+            "p_unlearned": p.mean(0), "p_retrained": ref_mean, "p_original": p_orig,
+        })
+        for s in range(len(p)):
+            frame[f"difficulty_seed{s}"] = np.abs(p[s] - ref_mean)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
 def analyze_instances(
     run: Run,
     forget: ForgetSet,
@@ -180,8 +224,6 @@ def analyze_instances(
     directory (atomically). ``sisa`` joins the methods when it is registered and
     ``run`` is a SISA run, and is skipped (recorded in ``skipped``) otherwise.
     """
-    from unlearnkit.methods import unlearn
-
     if seeds < 1:
         raise UnlearnkitError(f"--seeds must be >= 1, got {seeds}")
     if not 0 <= hard_threshold <= 1:
@@ -191,75 +233,48 @@ def analyze_instances(
     unknown = sorted(set(params) - set(methods))
     if unknown:
         raise UnlearnkitError(f"hyperparameters given for methods not analysed: {', '.join(unknown)}")
-    fpos = forget.check(run.data)
-    x, y = run.data.x_train[fpos], run.data.y_train[fpos]
-    index = run.data.index_train[fpos].numpy()
-    start = time.perf_counter()
-    p_ref = np.zeros((seeds, len(fpos)))
-    p_unl = {m: np.zeros((seeds, len(fpos))) for m in methods}
-    with progress_bar(quiet) as bar:
-        task = bar.add_task("analyze-instances", total=seeds * (1 + len(methods)), info="")
-        for s in range(seeds):
-            bar.update(task, info=f"{REFERENCE} reference, seed {s}")
-            ref = unlearn(run, forget, REFERENCE, params.get(REFERENCE), seed=s, device=device)
-            p_ref[s] = true_label_probability(ref.model, x, y)
-            bar.update(task, advance=1)
-            for m in methods:
-                bar.update(task, info=f"{m}, seed {seeds + s}")
-                res = unlearn(run, forget, m, params.get(m), seed=seeds + s, device=device)
-                p_unl[m][s] = true_label_probability(res.model, x, y)
-                bar.update(task, advance=1)
-    ref_mean = p_ref.mean(0)
-    p_orig = true_label_probability(run.model, x, y)
-    frames = []
-    for m in methods:
-        frame = pd.DataFrame({
-            "index": index, "label": y.numpy(), "method": m,
-            "difficulty": np.abs(p_unl[m].mean(0) - ref_mean),
-            "p_unlearned": p_unl[m].mean(0), "p_retrained": ref_mean, "p_original": p_orig,
-        })
-        for s in range(seeds):
-            frame[f"difficulty_seed{s}"] = np.abs(p_unl[m][s] - ref_mean)
-        frames.append(frame)
-    instances = pd.concat(frames, ignore_index=True)
-    wide = instances.pivot(index="index", columns="method", values="difficulty").reindex(index)[methods]
-    mean_difficulty = wide.mean(1).to_numpy()
-    scores, score_source = _scores_for(run, index, device)
-    score_corr = {c: spearman(scores[c].to_numpy(), mean_difficulty) for c in scores.columns}
-    cut = float(np.quantile(mean_difficulty, HARD_QUANTILE))
-    hard = mean_difficulty >= cut if cut > 0 else mean_difficulty > cut
-    summary: dict[str, Any] = {
-        "run": {"path": str(run.path), "weights_sha256": run.meta.get("weights_sha256")},
-        "forget": {"source": forget.source, "size": len(forget), "sha256": forget.sha256, "kind": forget.kind},
-        "methods": methods,
-        "skipped": skipped,
-        "seeds": seeds,
-        "reference": {"method": REFERENCE, "seeds": list(range(seeds))},
-        "method_seeds": list(range(seeds, 2 * seeds)),
-        "params": params,
-        "difficulty": "|mean_s p_y(unlearned) - mean_s p_y(retrained)|, probability units",
-        "mean_difficulty": {m: float(wide[m].mean()) for m in methods},
-        "method_correlations": {f"{a}~{b}": spearman(wide[a].to_numpy(), wide[b].to_numpy())
-                                for a, b in itertools.combinations(methods, 2)},
-        "score_source": score_source,
-        "score_correlations": score_corr,
-        "score_correlations_by_method": {
-            m: {c: spearman(scores[c].to_numpy(), wide[m].to_numpy()) for c in scores.columns} for m in methods
-        },
-        "hard": {"definition": f"mean difficulty across methods >= its {HARD_QUANTILE:.0%} quantile",
-                 "cutoff": cut, "count": int(hard.sum())},
-        "classifier": hard_classifier_auc(scores, hard),
-        "hard_threshold": hard_threshold,
-        "hard_fraction": {m: float((wide[m] > hard_threshold).mean()) for m in methods},
-        "hard_fraction_mean": float((mean_difficulty > hard_threshold).mean()),
-        "seconds": time.perf_counter() - start,
-    }
-    result = InstanceAnalysis(instances, summary)
-    if out is not None:
-        out = Path(out)
-        with atomic_dir(out, overwrite=overwrite, marker="analysis.json") as tmp:
+    index = run.data.index_train[forget.check(run.data)].numpy()
+    # Entered first, so an existing output is refused before any training; Ctrl-C leaves nothing.
+    target = atomic_dir(out, overwrite=overwrite, marker="analysis.json") if out is not None else nullcontext()
+    with target as tmp:
+        start = time.perf_counter()
+        p_ref, p_unl = _probabilities(run, forget, methods, seeds, params, device, quiet)
+        instances = _instances_table(run, forget, p_ref, p_unl)
+        wide = instances.pivot(index="index", columns="method", values="difficulty").reindex(index)[methods]
+        mean_difficulty = wide.mean(axis=1).to_numpy()
+        scores, score_source = _scores_for(run, index, device)
+        score_corr = {c: spearman(scores[c].to_numpy(), mean_difficulty) for c in scores.columns}
+        cut = float(np.quantile(mean_difficulty, HARD_QUANTILE))
+        hard = mean_difficulty >= cut if cut > 0 else mean_difficulty > cut
+        summary: dict[str, Any] = {
+            "run": {"path": str(run.path), "weights_sha256": run.meta.get("weights_sha256")},
+            "forget": {"source": forget.source, "size": len(forget), "sha256": forget.sha256, "kind": forget.kind},
+            "methods": methods,
+            "skipped": skipped,
+            "seeds": seeds,
+            "reference": {"method": REFERENCE, "seeds": list(range(seeds))},
+            "method_seeds": list(range(seeds, 2 * seeds)),
+            "params": params,
+            "difficulty": "|mean_s p_y(unlearned) - mean_s p_y(retrained)|, probability units",
+            "mean_difficulty": {m: float(wide[m].mean()) for m in methods},
+            "method_correlations": {f"{a}~{b}": spearman(wide[a].to_numpy(), wide[b].to_numpy())
+                                    for a, b in itertools.combinations(methods, 2)},
+            "score_source": score_source,
+            "score_correlations": score_corr,
+            "score_correlations_by_method": {
+                m: {c: spearman(scores[c].to_numpy(), wide[m].to_numpy()) for c in scores.columns} for m in methods
+            },
+            "hard": {"definition": f"mean difficulty across methods >= its {HARD_QUANTILE:.0%} quantile",
+                     "cutoff": cut, "count": int(hard.sum())},
+            "classifier": hard_classifier_auc(scores, hard),
+            "hard_threshold": hard_threshold,
+            "hard_fraction": {m: float((wide[m] > hard_threshold).mean()) for m in methods},
+            "hard_fraction_mean": float((mean_difficulty > hard_threshold).mean()),
+            "seconds": time.perf_counter() - start,
+        }
+        result = InstanceAnalysis(instances, summary, out=Path(out) if out is not None else None)
+        if tmp is not None:
             write_parquet(tmp / "instances.parquet", instances)
             result.plots = _plots(tmp, instances, methods, score_corr)
             write_json(tmp / "analysis.json", {**summary, "plots": result.plots})
-        result.out = out
     return result
