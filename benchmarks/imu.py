@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unlearnkit import TrainConfig, load_dataset, train_run
+from unlearnkit import TrainConfig, UnlearnkitError, load_dataset, train_run
 from unlearnkit.data import ForgetSet
 from unlearnkit.methods import METHODS, unlearn
 from unlearnkit.methods.imu import model_influence
@@ -59,12 +59,15 @@ def loop_influence(model, x: torch.Tensor, y: torch.Tensor, lam: float = 0.01) -
 
 def best_of_grid(orig, fs, method, data, pos, ref_acc, seed) -> tuple[str, dict[str, float], float]:
     """The method's ``tune_grid`` point with the best ToW *on this forget set* (an oracle choice,
-    labelled as such); seconds are those of the chosen point."""
+    labelled as such); seconds are those of the chosen point. Points that diverge are skipped."""
     grid = METHODS.get(method).tune_grid
     best = None
     for values in itertools.product(*grid.values()):
         params = dict(zip(grid, values))
-        out = unlearn(orig, fs, method, params, seed=seed, device="cpu")
+        try:
+            out = unlearn(orig, fs, method, params, seed=seed, device="cpu")
+        except UnlearnkitError:  # gradient ascent diverged (NaN/inf loss) at this point
+            continue
         acc = split_accuracies(out.model, data, pos)
         if best is None or tug_of_war(acc, ref_acc) > tug_of_war(best[1], ref_acc):
             label = method + " " + ",".join(f"{k}={v:g}" for k, v in params.items())
