@@ -172,8 +172,12 @@ class InstancesConfig(_Strict):
 
 
 class ExecutorConfig(_Strict):
+    """Where units run. ``threads``: torch threads per unit (and CPUs per Ray task); fixed
+    so that results are bitwise identical whichever executor runs a unit."""
+
     kind: Literal["local", "ray"] = "local"
     address: str | None = None
+    threads: int = Field(2, ge=1)
 
 
 class BenchConfig(_Strict):

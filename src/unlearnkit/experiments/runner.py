@@ -105,7 +105,7 @@ def _do_memorization(inputs, deps, out, opts):
             data_for(inputs, opts), inputs["model"], k=inputs["k"], fraction=inputs["fraction"],
             epochs=inputs["epochs"], seed=inputs["seed"], out=out / MEM, cfg=TrainConfig(**inputs["training"]),
             model_kwargs=inputs["model_kwargs"], executor=opts.get("executor", "local"), address=opts.get("address"),
-            device=opts.get("device", "auto"), quiet=opts.get("quiet", True),
+            threads=opts.get("threads", 1), device=opts.get("device", "auto"), quiet=opts.get("quiet", True),
         )
     return {"split_half": res.reliability.get("split_half_spearman"), "k": inputs["k"], "warnings": res.warnings}
 
@@ -335,6 +335,7 @@ def execute(
     address: str | None = None,
     quiet: bool = True,
     log: Callable[[str], None] = lambda msg: None,
+    threads: int = 1,
 ) -> tuple[dict[str, str], int]:
     """Run every unit not yet done, wave by wave (a wave = units whose dependencies are done).
 
@@ -353,7 +354,7 @@ def execute(
     ran = 0
     wave = 0
     fn = partial(execute_unit, root=str(root))
-    with get_executor(executor, address) as ex:
+    with get_executor(executor, address, task_cpus=threads) as ex:
         while todo:
             for u in todo:
                 bad = [d for _, d in u.deps if d.key in failed]
@@ -437,13 +438,13 @@ def run_bench(
     ex = executor or cfg.executor.kind
     addr = address if address is not None else cfg.executor.address
     opts = {"device": device or cfg.device, "data_root": cfg.dataset.data_root, "executor": ex, "address": addr,
-            "quiet": quiet}
+            "quiet": quiet, "threads": cfg.executor.threads}
     with BenchLock(out, notify=log):
         write_json(out / "config.json", cfg.model_dump(by_alias=True))
         plan = build_plan(cfg, opts)
         pending = sum(not u.done(out) for u in plan.units)
         log(f"{len(plan.units)} work units, {len(plan.units) - pending} already done")
-        failures, ran = execute(plan.units, out, ex, addr, quiet, log)
+        failures, ran = execute(plan.units, out, ex, addr, quiet, log, cfg.executor.threads)
         df = collect_results(plan, out, cfg)
         write_results(out, df)
         fail_path = out / "failures.json"

@@ -25,6 +25,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+import torch
+
 from unlearnkit import __version__
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import atomic_dir, read_json, write_json
@@ -125,7 +127,10 @@ def execute_unit(unit: WorkUnit, root: str | Path) -> dict[str, Any]:
     if unit.kind not in HANDLERS:
         return {"error": f"no handler for work unit kind '{unit.kind}'"}
     deps = {name: d.path(root) for name, d in unit.deps}
-    start = time.perf_counter()
+    # The thread count changes floating-point reduction order, hence results: fix it per unit.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(unit.opts.get("threads", threads)))
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         with atomic_dir(out, overwrite=True, marker=DONE) as tmp:
             summary = HANDLERS[unit.kind](unit.inputs, deps, tmp, unit.opts) or {}
@@ -137,6 +142,9 @@ def execute_unit(unit: WorkUnit, root: str | Path) -> dict[str, Any]:
                 "deps": {name: d.key for name, d in unit.deps},
                 "version": __version__,
                 "seconds": time.perf_counter() - start,
+                # CPU time of this process (all threads): a load-independent measure of the unit's
+                # cost, used to estimate a benchmark's wall time on an idle machine.
+                "cpu_seconds": time.process_time() - cpu,
                 "summary": summary,
             }
             write_json(tmp / DONE, record)
@@ -145,4 +153,6 @@ def execute_unit(unit: WorkUnit, root: str | Path) -> dict[str, Any]:
     except Exception as e:  # a bug or a library failure: keep the other units going
         last = traceback.format_exception_only(type(e), e)[-1].strip()
         return {"error": f"unexpected {last}"}
+    finally:
+        torch.set_num_threads(threads)
     return record

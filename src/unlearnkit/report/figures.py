@@ -43,6 +43,7 @@ def tow_by_level(df: pd.DataFrame, family: str = "memorization", value: str = "t
         mean = np.array([s[0] for s in stats])
         err = np.array([(s[2] - s[1]) / 2 if not np.isnan(s[1]) else 0.0 for s in stats])
         ax.errorbar(x, mean, yerr=err, marker="o", capsize=3, label=r)
+    ax.set_ylim(max(0.0, ax.get_ylim()[0]), 1.005)  # ToW lives in [0, 1]; wide CIs would stretch the axis
     ax.set_xticks(x, levels)
     ax.set_xlabel(f"{family} level of the forget set")
     ax.set_ylabel("ToW" if value == "tow" else value)

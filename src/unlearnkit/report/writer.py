@@ -17,7 +17,7 @@ import pandas as pd
 
 from unlearnkit.io import _atomic_write
 from unlearnkit.report import figures as figs
-from unlearnkit.report.tables import ci_pivot, cost_table, findings, markdown_table, summary
+from unlearnkit.report.tables import ci_pivot, cost_table, findings, kind_order, markdown_table, summary
 
 # Split-half rank correlation below this makes the memorization ranking unreliable.
 LOW_RELIABILITY = 0.6
@@ -40,7 +40,7 @@ def _setup_blocks(df: pd.DataFrame, ctx: Mapping[str, Any]) -> list[Block]:
         kw = {**model.get("kwargs", {}), **({"width": model["width"]} if model.get("width") else {})}
         out.append(Block("p", f"Dataset **{ds['name']}** (validation fraction {ds['val_fraction']}, split seed "
                               f"{ds['split_seed']}); model **{model['name']}** {kw or ''}; training: "
-                         + ", ".join(f"{k} {v}" for k, v in tr.items()) + f"; seeds {cfg['seeds']}."))
+                         + ", ".join(f"{k} {v}" for k, v in tr.items() if k != "seed") + f"; seeds {cfg['seeds']}."))
         methods = ", ".join(f"{m} {p}" if p else m for m, p in cfg["methods"].items())
         out.append(Block("p", f"Methods: {methods or 'none'}."))
         if cfg.get("rum"):
@@ -60,7 +60,8 @@ def _setup_blocks(df: pd.DataFrame, ctx: Mapping[str, Any]) -> list[Block]:
                           "ToW-MIA uses the MIA-efficacy gap for the forget term. Rows 'original' are the model "
                           "before unlearning. CIs are 95% Student-t over seeds."))
     if not df.empty:
-        fs = df.groupby("forget_kind").agg(size=("forget_size", "mean"), es=("es", "mean")).reset_index()
+        fs = df.groupby("forget_kind").agg(size=("forget_size", "mean"), es=("es", "mean"))
+        fs = fs.loc[kind_order(fs.index)].reset_index()
         fs["size"] = fs["size"].round().astype(int)
         fs["es"] = fs["es"].map(lambda v: f"{v:.2f}")
         out.append(Block("table", "Forget sets (size, mean ES over seeds)", table=fs))
@@ -72,8 +73,11 @@ def build_blocks(df: pd.DataFrame, ctx: Mapping[str, Any]) -> list[Block]:
     blocks = _setup_blocks(df, ctx)
     failures = ctx.get("failures") or {}
     if failures:
-        blocks.append(Block("warn", f"{len(failures)} work units failed; their rows are missing: "
-                                    + "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:10])))
+        roots = {k: v for k, v in failures.items() if not v.startswith("skipped: ")}
+        shown = "; ".join(f"{k}: {v}" for k, v in list(roots.items())[:10])
+        more = f" (and {len(roots) - 10} more)" if len(roots) > 10 else ""
+        blocks.append(Block("warn", f"{len(roots)} work units failed and {len(failures) - len(roots)} depending on "
+                                    f"them were skipped; their rows are missing (see failures.json): {shown}{more}"))
     if df.empty:
         blocks.append(Block("p", "No results yet."))
         return blocks
