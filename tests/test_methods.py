@@ -191,7 +191,7 @@ def test_l1_sparse_differs_from_finetune_by_its_penalty(digits_run, forget):
     p = {"lr": 0.01, "epochs": 1}
     ft = unlearn(digits_run, forget, "finetune", p).model
     l1 = unlearn(digits_run, forget, "l1_sparse", {**p, "alpha": 1e-3}).model
-    norm = lambda m: sum(float(w.abs().sum()) for w in m.parameters())  # noqa: E731
+    norm = lambda m: sum(float(w.detach().abs().sum()) for w in m.parameters())  # noqa: E731
     assert norm(l1) < norm(ft)
 
 
