@@ -123,10 +123,10 @@ def main() -> None:
         print(f"original trained in {orig_s:.1f} s\n")
         if not args.timing_only:
             print(f"{'forget set':<12} {'method':<32} {'forget':>7} {'retain':>7} {'test':>7} {'ToW':>7} {'seconds':>8}")
-        for name, fs in ({} if args.timing_only else forget_sets).items():
+        for k, (name, fs) in enumerate(({} if args.timing_only else forget_sets).items()):
             pos = fs.positions(data)
             t0 = time.perf_counter()
-            ref = train_run(data, args.model, cfg, Path(tmp) / f"ref-{len(fs)}", model_kwargs=kw, exclude=fs.indices)
+            ref = train_run(data, args.model, cfg, Path(tmp) / f"ref-{k}", model_kwargs=kw, exclude=fs.indices)
             ref_s = time.perf_counter() - t0
             ref_acc = split_accuracies(ref.model, data, pos)
             rows = [("original", split_accuracies(orig.model, data, pos), float("nan")), ("retrain", ref_acc, ref_s)]
