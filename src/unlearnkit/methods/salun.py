@@ -2,7 +2,8 @@
 
 Saliency of a weight = |∂ CE(S) / ∂θ| (summed over the forget set, original
 model). The mask keeps the LARGEST ``mask_ratio`` fraction over all weights
-together (one public port keeps the smallest by mistake); only those change.
+together (one public port keeps the smallest by mistake); only their gradients
+pass (weight decay still applies to every weight, as in SalUn's code).
 """
 
 from __future__ import annotations
