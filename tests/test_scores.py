@@ -197,3 +197,12 @@ def test_score_cli(small_run, cli, tmp):
     assert code == 2 and "unlearnkit memorization" in err
     code, _, err = cli("score", "--run", tmp / "nowhere")
     assert code == 2 and "not a run directory" in err
+
+
+def test_tracin_sums_learning_rate_weighted_checkpoints():
+    from unlearnkit.difficulty.influence import tracin_self_influence
+
+    g1, g2 = np.array([1.0, 4.0]), np.array([2.0, 0.5])
+    np.testing.assert_allclose(tracin_self_influence([g1, g2], [0.1, 0.01]), [0.12, 0.405])
+    with pytest.raises(ValueError):
+        tracin_self_influence([g1], [0.1, 0.2])

@@ -57,7 +57,7 @@ def es(run: Path = RUN, forget: Path = FORGET, data_root: str = DATA_ROOT, devic
     """Entanglement Score of a forget set with the retain set in θ_o's embedding space (higher = harder)."""
     r = load_run(run, data_root=data_root, device=device)
     fs = load_forget(forget, r.data)
-    console.print(f"ES = {run_entanglement(r, fs, device=r.model.head.weight.device):.6g}  ({len(fs)} forget examples)")
+    console.print(f"ES = {run_entanglement(r, fs):.6g}  ({len(fs)} forget examples)")
 
 
 def _save(fs, out: Path) -> None:

@@ -115,10 +115,11 @@ def entanglement_score(retain_embeddings: np.ndarray | torch.Tensor, forget_embe
     return float(intra / inter) if inter > 0 else float("inf")
 
 
-def run_embeddings(run: Run, device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """(row positions of the run's trained examples, their θ_o embeddings ``[n, d]``)."""
+def run_embeddings(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """(row positions of the run's trained examples, their θ_o embeddings ``[n, d]``),
+    computed on the device the run's model is on."""
     pos = trained_positions(run)
-    return pos, predict_embeddings(run.model, run.data.x_train[pos], device=device).numpy()
+    return pos, predict_embeddings(run.model, run.data.x_train[pos]).numpy()
 
 
 def forget_entanglement(positions: np.ndarray, embeddings: np.ndarray, forget_positions: np.ndarray) -> float:
@@ -127,11 +128,11 @@ def forget_entanglement(positions: np.ndarray, embeddings: np.ndarray, forget_po
     return entanglement_score(embeddings[~is_forget], embeddings[is_forget])
 
 
-def run_entanglement(run: Run, forget: ForgetSet, device: str | torch.device = "cpu") -> float:
+def run_entanglement(run: Run, forget: ForgetSet) -> float:
     """ES of ``forget`` in ``run``: embeddings of the run's model on its retain set
     (trained examples minus ``forget``) and on ``forget``."""
     fpos = forget.check(run.data)
-    pos, emb = run_embeddings(run, device)
+    pos, emb = run_embeddings(run)
     missing = np.setdiff1d(fpos, pos)
     if len(missing):
         idx = run.data.index_train[missing[:5]].tolist()
@@ -139,7 +140,8 @@ def run_entanglement(run: Run, forget: ForgetSet, device: str | torch.device = "
     return forget_entanglement(pos, emb, fpos)
 
 
-def _grad_sq(ctx: ScoreContext) -> np.ndarray:
+def context_grad_sq_norms(ctx: ScoreContext) -> np.ndarray:
+    """Per-example squared parameter-gradient norms of the run's examples, computed once per context."""
     return ctx.cached("grad_sq", lambda: per_example_grad_sq_norms(ctx.model, ctx.x, ctx.y, ctx.device))
 
 
@@ -158,7 +160,7 @@ def _loss(ctx: ScoreContext) -> np.ndarray:
 @register_score("grad_norm", higher_is_harder=True, cost="one batched per-example backward pass (torch.func)")
 def _grad_norm(ctx: ScoreContext) -> np.ndarray:
     """Norm of the per-example parameter gradient of the loss on θ_o; high => harder."""
-    return np.sqrt(_grad_sq(ctx))
+    return np.sqrt(context_grad_sq_norms(ctx))
 
 
 @register_score("centroid_distance", higher_is_harder=True, cost="one forward pass")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from unlearnkit.difficulty.geometry import per_example_grad_sq_norms
+from unlearnkit.difficulty.geometry import context_grad_sq_norms
 from unlearnkit.difficulty.scores import ScoreContext, register_score
 
 
@@ -27,6 +27,6 @@ def tracin_self_influence(grad_sq_norms: list[np.ndarray], lrs: list[float]) -> 
                 cost="shares grad_norm's batched per-example backward pass")
 def _self_influence(ctx: ScoreContext) -> np.ndarray:
     """TracIn self-influence with the final checkpoint only, η·||∇θ ℓ||² (η = base lr); high => harder."""
-    sq = ctx.cached("grad_sq", lambda: per_example_grad_sq_norms(ctx.model, ctx.x, ctx.y, ctx.device))
+    sq = context_grad_sq_norms(ctx)
     lr = float(ctx.run.meta.get("train", {}).get("lr", 1.0))
     return tracin_self_influence([sq], [lr])
