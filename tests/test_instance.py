@@ -89,9 +89,15 @@ def test_errors_and_cli(setup, cli, tmp):
         analyze_instances(run, forget, ["finetune"], seeds=1, params={"neggrad": {}})
     base = ["analyze-instances", "--run", run.path, "--forget", root / "forget.json", "--out", tmp / "o"]
     for extra, msg in [(["--methods", "retrain,nope"], "unknown method"), (["--seeds", "0"], "--seeds must be >= 1"),
-                       (["--methods", "sisa"], "no method left")]:
+                       (["--methods", "sisa"], "no method left"), (["--set", "finetune.epochs"], "METHOD.KEY=VALUE"),
+                       (["--methods", "finetune", "--set", "finetune.epochs=0"], "epochs"),
+                       (["--methods", "finetune", "--set", "finetune.bogus=1"], "bogus")]:
         code, _, err = cli(*base, *extra)
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp / "o").exists()
     code, _, err = cli(*base[:-2], "--out", root / "out", "--methods", "retrain", "--seeds", "1")
     assert code == 2 and "--overwrite" in err
+    code, out, _ = cli(*base, "--methods", "finetune", "--seeds", "1", "--set", "finetune.epochs=1", "-q")
+    assert code == 0 and "finetune" in out
+    s = json.loads((tmp / "o" / "analysis.json").read_text())
+    assert s["params"] == {"finetune": {"epochs": 1}} and s["methods"] == ["finetune"]

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, forget_app
+from unlearnkit.cli.unlearn_cmd import parse_value
 from unlearnkit.data import load_forget, save_forget
 from unlearnkit.difficulty import (
     SCORES, analyze_instances, forget_by_entanglement, forget_by_score, run_entanglement, score_run,
 )
 from unlearnkit.difficulty.scores import spearman
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.runs import load_run
 
 RUN = typer.Option(..., "--run", "-r", help="Run directory (the original model θ_o).")
@@ -99,12 +102,25 @@ def by_entanglement(
     _save(forget_by_entanglement(load_run(run, data_root=data_root), bins, level, size, seed), out)
 
 
+def method_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``["finetune.epochs=5"]`` -> ``{"finetune": {"epochs": 5}}`` (keys checked by each method)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        method, dot, name = key.strip().partition(".")
+        if not sep or not dot or not method or not name:
+            raise UnlearnkitError(f"--set {item!r}: expected METHOD.KEY=VALUE, e.g. finetune.epochs=5")
+        out.setdefault(method, {})[name] = parse_value(value.strip())
+    return out
+
+
 @app.command("analyze-instances")
 def analyze_instances_cmd(
     run: Path = RUN,
     forget: Path = FORGET,
     methods: str = typer.Option("retrain,finetune,neggrad_plus", "--methods", help="Comma-separated method names."),
     seeds: int = typer.Option(5, "--seeds", help="Seeds per method (and retrained references)."),
+    sets: list[str] = typer.Option(None, "--set", help="Hyperparameter METHOD.KEY=VALUE (repeatable), e.g. finetune.epochs=5."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory for instances.parquet, analysis.json, PNGs."),
     hard_threshold: float = typer.Option(0.1, "--hard-threshold", help="Difficulty above which an example counts as hard."),
     data_root: str = DATA_ROOT,
@@ -115,7 +131,7 @@ def analyze_instances_cmd(
     """Per-example unlearning difficulty across methods and seeds (SPEC §9)."""
     r = load_run(run, data_root=data_root)
     fs = load_forget(forget, r.data)
-    res = analyze_instances(r, fs, methods.split(","), seeds, out, quiet=quiet, device=device,
+    res = analyze_instances(r, fs, methods.split(","), seeds, out, method_params(sets), quiet=quiet, device=device,
                             hard_threshold=hard_threshold, overwrite=overwrite)
     s = res.summary
     t = Table("method", "mean difficulty", f"fraction > {hard_threshold}")

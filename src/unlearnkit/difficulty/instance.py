@@ -119,6 +119,14 @@ def _resolve_methods(run: Run, methods: list[str]) -> tuple[list[str], dict[str,
     return wanted, skipped
 
 
+def _check_params(run: Run, params: dict[str, dict[str, Any]]) -> None:
+    """Validate every override before the first (long) training; one-line error on a bad one."""
+    from unlearnkit.methods import METHODS
+
+    for method, overrides in params.items():
+        METHODS.get(method).resolve_params(run.data.spec.get("name"), overrides)
+
+
 def _plots(out: Path, instances: pd.DataFrame, methods: list[str], score_corr: dict[str, float | None]) -> list[str]:
     import matplotlib
 
@@ -230,9 +238,10 @@ def analyze_instances(
         raise UnlearnkitError(f"hard threshold must be in [0, 1], got {hard_threshold}")
     methods, skipped = _resolve_methods(run, methods)
     params = params or {}
-    unknown = sorted(set(params) - set(methods))
+    unknown = sorted(set(params) - set(methods) - {REFERENCE})
     if unknown:
         raise UnlearnkitError(f"hyperparameters given for methods not analysed: {', '.join(unknown)}")
+    _check_params(run, params)
     index = run.data.index_train[forget.check(run.data)].numpy()
     # Entered first, so an existing output is refused before any training; Ctrl-C leaves nothing.
     target = atomic_dir(out, overwrite=overwrite, marker="analysis.json") if out is not None else nullcontext()
