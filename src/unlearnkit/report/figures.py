@@ -19,6 +19,9 @@ from unlearnkit.metrics.stats import mean_ci  # noqa: E402
 from unlearnkit.report.tables import LEVEL_ORDER, ORIGINAL, proxy_correlations, row_label  # noqa: E402
 
 DPI = 110
+# Up to 20 methods/variants share a plot: 20 distinct colours, and markers cycling alongside.
+STYLE = (matplotlib.cycler(color=matplotlib.colormaps["tab20"].colors)
+         + matplotlib.cycler(marker=["o", "s", "^", "D", "v"] * 4))
 
 
 def _png(fig) -> bytes:
@@ -37,12 +40,13 @@ def tow_by_level(df: pd.DataFrame, family: str = "memorization", value: str = "t
     d = d.assign(level=d["forget_kind"].str.removeprefix(f"{family}-"), row=row_label(d))
     levels = [lv for lv in LEVEL_ORDER if lv in set(d["level"])]
     fig, ax = plt.subplots(figsize=(7, 4))
+    ax.set_prop_cycle(STYLE)
     x = np.arange(len(levels))
     for r, g in d.groupby("row"):
         stats = [mean_ci(g.loc[g["level"] == lv, value]) for lv in levels]
         mean = np.array([s[0] for s in stats])
         err = np.array([(s[2] - s[1]) / 2 if not np.isnan(s[1]) else 0.0 for s in stats])
-        ax.errorbar(x, mean, yerr=err, marker="o", capsize=3, label=r)
+        ax.errorbar(x, mean, yerr=err, capsize=3, label=r)
     ax.set_ylim(max(0.0, ax.get_ylim()[0]), 1.005)  # ToW lives in [0, 1]; wide CIs would stretch the axis
     ax.set_xticks(x, levels)
     ax.set_xlabel(f"{family} level of the forget set")
@@ -59,6 +63,7 @@ def tow_vs_es(df: pd.DataFrame) -> bytes | None:
     if d.empty:
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
+    ax.set_prop_cycle(STYLE)
     for m, g in d.groupby("method"):
         ax.scatter(g["es"], g["tow"], s=18, alpha=0.8, label=m)
     ax.set_xscale("log")

@@ -19,8 +19,10 @@ SUMMARY_METRICS = ["tow", "tow_mia", "forget_acc", "retain_acc", "test_acc", "mi
 
 
 def row_label(df: pd.DataFrame) -> pd.Series:
-    """``method`` for vanilla rows, ``method/variant`` otherwise (e.g. ``finetune/rum_f``)."""
-    return np.where(df["variant"] == "vanilla", df["method"], df["method"] + "/" + df["variant"])
+    """``method`` for vanilla rows (and RUM's own ``rum`` rows), ``method/variant`` otherwise
+    (e.g. ``finetune/rum_f``)."""
+    plain = (df["variant"] == "vanilla") | (df["variant"] == df["method"])
+    return np.where(plain, df["method"], df["method"] + "/" + df["variant"])
 
 
 def _kind_key(kind: str) -> tuple:

@@ -15,12 +15,11 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from unlearnkit.difficulty.memorization import LOW_RELIABILITY  # split-half below this: unreliable
 from unlearnkit.io import _atomic_write
 from unlearnkit.report import figures as figs
 from unlearnkit.report.tables import ci_pivot, cost_table, findings, kind_order, markdown_table, summary
 
-# Split-half rank correlation below this makes the memorization ranking unreliable.
-LOW_RELIABILITY = 0.6
 
 
 @dataclass
