@@ -102,7 +102,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--unlearn-epochs", type=int, default=3, help="epochs of every method (0 = their defaults)")
     p.add_argument("--mia-per-side", type=int, default=1000)
     p.add_argument("--csv", type=Path, default=None, help="all rows (default WORK/rum_results.csv)")
+    p.add_argument("--report", type=Path, nargs="+", default=None,
+                   help="only print the tables from result CSVs of earlier runs (concatenated)")
     args = p.parse_args(argv)
+    if args.report:
+        report(pd.concat([pd.read_csv(f) for f in args.report], ignore_index=True), "memorization", args.retain)
+        return
     torch.set_num_threads(2)
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -118,8 +123,14 @@ def main(argv: list[str] | None = None) -> None:
     params = {"epochs": args.unlearn_epochs} if args.unlearn_epochs else {}
     rows = []
     out_csv = args.csv or args.work / "rum_results.csv"
+    built: dict[str, np.ndarray] = {}
     for level in args.levels.split(","):
         fs = forget_by_score(run, score, level, args.forget_size, seed=0)
+        for other, idx in built.items():
+            if np.array_equal(idx, fs.indices):
+                print(f"note: level {level} selects the same examples as {other} (with a weak estimate "
+                      f"few examples reach memorization 0.5, RUM's 'medium' center); its rows repeat {other}'s")
+        built[level] = fs.indices
         print(f"\n[{level}] |S|={len(fs)}, mean {score} {fs.meta['score_stats']['mean']:.3f}, ES {fs.meta.get('es', float('nan')):.1f}")
         for seed in map(int, args.seeds.split(",")):
             ref_model = retrain_reference(run, fs.indices, seed=seed)
