@@ -38,7 +38,7 @@ class InfluenceParams(Params):
     damping: float = Field(1.0, gt=0, description="λ, added to the Fisher's diagonal")
     scope: Literal["head", "last"] = Field("last", description="parameters updated: head, or head + last body layer")
     fisher_samples: int = Field(512, ge=1, description="retain examples in the empirical Fisher (N)")
-    retain_samples: int = Field(4096, ge=1, description="retain examples for the mean retain gradient")
+    retain_samples: int = Field(2048, ge=1, description="retain examples for the mean retain gradient")
     batch_size: int = Field(128, ge=1, description="chunk size of the batched per-example gradients")
 
 
@@ -76,10 +76,11 @@ def per_example_grads(model: nn.Module, names: list[str], x: torch.Tensor, y: to
 
 def woodfisher_solve(G: torch.Tensor, v: torch.Tensor, damping: float) -> torch.Tensor:
     """``(λI + GᵀG/N)⁻¹ v`` for ``G [N, P]``, ``v [P]``, via Woodbury (λ = ``damping``)."""
-    G, v = G.double(), v.double()
     n, lam = G.shape[0], damping
-    small = n * lam * torch.eye(n, dtype=G.dtype, device=G.device) + G @ G.T
-    return ((v - G.T @ torch.linalg.solve(small, G @ v)) / lam).float()
+    # Only the N×N system is solved in float64; G (N×P, the big one) stays float32.
+    small = n * lam * torch.eye(n, dtype=torch.float64, device=G.device) + (G @ G.T).double()
+    coef = torch.linalg.solve(small, (G @ v).double()).float()
+    return (v - G.T @ coef) / lam
 
 
 @METHODS.register("influence")
