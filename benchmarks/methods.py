@@ -2,7 +2,7 @@
 wall time as a ratio of retraining's, in one table (SPEC §4, §8).
 
     .venv/bin/python benchmarks/methods.py [--dataset fashion-mnist] [--model mlp] [--width 256]
-                                           [--subset 4000] [--epochs 10] [--lr 0.05]
+                                           [--subset 10000] [--epochs 10] [--lr 0.05]
                                            [--forget-frac 0.1] [--methods ...] [--threads 1] [--seed 0]
 
 The original trains on ``--subset`` random training examples (the rest are recorded as
@@ -56,11 +56,11 @@ def main() -> None:
     ap.add_argument("--dataset", default="fashion-mnist")
     ap.add_argument("--model", default="mlp")
     ap.add_argument("--width", type=int, default=256)
-    ap.add_argument("--subset", type=int, default=4000, help="training examples the original uses (0 = all)")
+    ap.add_argument("--subset", type=int, default=10000, help="training examples the original uses (0 = all)")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--forget-frac", type=float, default=0.1)
-    ap.add_argument("--val-size", type=int, default=400, help="tune's validation forget set size (avoided)")
+    ap.add_argument("--val-size", type=int, default=1000, help="tune's validation forget set size (avoided)")
     ap.add_argument("--val-seed", type=int, default=1000, help="tune's validation forget set seed (avoided)")
     ap.add_argument("--methods", nargs="+", default=DEFAULT_METHODS)
     ap.add_argument("--mia-per-side", type=int, default=2000)
