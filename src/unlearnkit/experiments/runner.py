@@ -354,7 +354,13 @@ def execute(
     ran = 0
     wave = 0
     fn = partial(execute_unit, root=str(root))
-    with get_executor(executor, address, task_cpus=threads) as ex:
+    try:
+        ex = get_executor(executor, address, task_cpus=threads)
+    except UnlearnkitError:
+        raise
+    except Exception as e:  # e.g. Ray's own start-up timeouts raise a bare Exception
+        raise UnlearnkitError(f"cannot start the {executor} executor: {str(e).splitlines()[0]}") from None
+    with ex:
         while todo:
             for u in todo:
                 bad = [d for _, d in u.deps if d.key in failed]
