@@ -92,6 +92,20 @@ def test_grad_norm_batched_equals_per_example_loop(mislabeled):
     np.testing.assert_allclose(table["self_influence"][:6], lr * np.asarray(loop), rtol=1e-4)
 
 
+def test_grad_norm_vmap_path_equals_loop_for_conv_models(digits):
+    from unlearnkit.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("cnn", digits.input_shape, digits.num_classes, width=4).eval()
+    x, y = digits.x_train[:5], digits.y_train[:5]
+    loop = []
+    for i in range(5):
+        model.zero_grad()
+        F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
+        loop.append(sum(float(p.grad.pow(2).sum()) for p in model.parameters()))
+    np.testing.assert_allclose(per_example_grad_sq_norms(model, x, y, chunk=2), loop, rtol=1e-4)
+
+
 def test_geometry_scores_match_numpy(mislabeled):
     run, _, table = mislabeled
     emb = predict_embeddings(run.model, run.data.x_train).double().numpy()

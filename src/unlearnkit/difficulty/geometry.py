@@ -70,26 +70,66 @@ def per_example_grad_sq_norms(
 ) -> np.ndarray:
     """Squared norm of each example's cross-entropy gradient w.r.t. all parameters, ``[n]``.
 
-    Uses ``torch.func.vmap(grad(...))`` over chunks of examples (one batched
-    backward per chunk, no Python loop over examples); the model is evaluated in
-    eval mode (batch-norm uses running statistics).
+    Batched over chunks of examples, never a loop over examples; the model is
+    evaluated in eval mode (batch-norm uses running statistics). Models whose
+    parameters all sit in ``nn.Linear`` layers on ``[b, d]`` inputs (the mlp) use
+    the exact factorisation ||δ aᵀ||² = ||δ||²·||a||² from one ordinary backward
+    pass; other models use ``torch.func.vmap(grad(...))``, which materialises
+    every example's gradient.
     """
     model = model.to(device).eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    if _linear_only(model):
+        fn, chunk = _linear_grad_sq_norms, chunk or 4096
+    else:
+        fn, chunk = _vmap_grad_sq_norms, chunk or max(1, min(512, GRAD_CHUNK_FLOATS // max(1, n_params)))
+    return torch.cat([fn(model, xb.to(device), yb.to(device)).cpu()
+                      for xb, yb in zip(x.split(chunk), y.split(chunk))]).numpy()
+
+
+def _linear_only(model: nn.Module) -> bool:
+    return all(isinstance(m, nn.Linear) for m in model.modules() if next(m.parameters(recurse=False), None) is not None)
+
+
+def _linear_grad_sq_norms(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    """Per-example squared gradient norms of a Linear-only model from layer inputs a and output gradients δ."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    inputs: dict[nn.Module, torch.Tensor] = {}
+    deltas: dict[nn.Module, torch.Tensor] = {}
+
+    def capture(module, args, output):
+        inputs[module] = args[0].detach()
+        output.register_hook(lambda g: deltas.__setitem__(module, g.detach()))
+
+    handles = [m.register_forward_hook(capture) for m in layers]
+    try:
+        # Summed (not averaged) loss: each example's δ is then its own loss gradient.
+        loss = F.cross_entropy(model(xb), yb, reduction="sum")
+        torch.autograd.grad(loss, [m.weight for m in layers])
+    finally:
+        for h in handles:
+            h.remove()
+    total = torch.zeros(len(yb), dtype=torch.float64, device=yb.device)
+    for m in layers:
+        a, d = inputs[m], deltas[m]
+        if a.dim() != 2:  # a Linear applied along extra dims sums several outer products: no factorisation
+            return _vmap_grad_sq_norms(model, xb, yb)
+        d2 = d.double().pow(2).sum(1)
+        total += d2 * a.double().pow(2).sum(1) + (d2 if m.bias is not None else 0)
+    return total
+
+
+def _vmap_grad_sq_norms(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    """Per-example squared gradient norms of any model: ``vmap(grad(loss of one example))``."""
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
-    n_params = sum(p.numel() for p in params.values())
-    chunk = chunk or max(1, min(512, GRAD_CHUNK_FLOATS // max(1, n_params)))
 
     def loss_one(p, b, xi, yi):
         out = functional_call(model, (p, b), (xi.unsqueeze(0),))
         return F.cross_entropy(out, yi.unsqueeze(0))
 
-    grads_of = vmap(grad(loss_one), in_dims=(None, None, 0, 0))
-    out = []
-    for xb, yb in zip(x.split(chunk), y.split(chunk)):
-        g = grads_of(params, buffers, xb.to(device), yb.to(device))
-        out.append(sum(v.double().pow(2).flatten(1).sum(1) for v in g.values()).cpu())
-    return torch.cat(out).numpy()
+    g = vmap(grad(loss_one), in_dims=(None, None, 0, 0))(params, buffers, xb, yb)
+    return sum(v.double().pow(2).flatten(1).sum(1) for v in g.values())
 
 
 def entanglement_score(retain_embeddings: np.ndarray | torch.Tensor, forget_embeddings: np.ndarray | torch.Tensor) -> float:
