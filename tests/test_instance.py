@@ -87,6 +87,8 @@ def test_errors_and_cli(setup, cli, tmp):
         analyze_instances(run, forget, ["nope"], seeds=1)
     with pytest.raises(UnlearnkitError, match="not analysed"):
         analyze_instances(run, forget, ["finetune"], seeds=1, params={"neggrad": {}})
+    with pytest.raises(UnlearnkitError, match="epochs"):  # sisa is skipped (not a SISA run): its params too
+        analyze_instances(run, forget, ["finetune", "sisa"], seeds=1, params={"sisa": {}, "finetune": {"epochs": 0}})
     base = ["analyze-instances", "--run", run.path, "--forget", root / "forget.json", "--out", tmp / "o"]
     for extra, msg in [(["--methods", "retrain,nope"], "unknown method"), (["--seeds", "0"], "--seeds must be >= 1"),
                        (["--methods", "sisa"], "no method left"), (["--set", "finetune.epochs"], "METHOD.KEY=VALUE"),

@@ -237,7 +237,7 @@ def analyze_instances(
     if not 0 <= hard_threshold <= 1:
         raise UnlearnkitError(f"hard threshold must be in [0, 1], got {hard_threshold}")
     methods, skipped = _resolve_methods(run, methods)
-    params = params or {}
+    params = {m: p for m, p in (params or {}).items() if m not in skipped}
     unknown = sorted(set(params) - set(methods) - {REFERENCE})
     if unknown:
         raise UnlearnkitError(f"hyperparameters given for methods not analysed: {', '.join(unknown)}")
