@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
+# Batch 32 rather than 128: this plain cnn gains mostly from the number of steps (3 epochs at
+# batch 128 gave 81.7% here), and small batches cost little extra time on a CPU.
 EPOCHS = 3
 
 
@@ -21,7 +23,7 @@ def test_cnn_reaches_85_percent(cli, tmp):
     assert FASHION.is_dir(), f"{FASHION} is missing: run `make data` (apt-get install -y dataset-fashion-mnist)"
     code, out, err = cli(
         "train", "--dataset", "fashion-mnist", "--data-root", FASHION, "--model", "cnn",
-        "--epochs", EPOCHS, "--optimizer", "adamw", "--lr", "0.002", "--batch-size", "128",
+        "--epochs", EPOCHS, "--optimizer", "adamw", "--lr", "0.002", "--batch-size", "32",
         "--device", "cpu", "--quiet", "--out", tmp / "run",
     )
     assert code == 0, err
