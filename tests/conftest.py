@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
-torch.set_num_threads(2)
+# One thread: the unit tests use tiny models, for which a second thread only adds
+# synchronisation (and on a loaded 2-core machine it is many times slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:

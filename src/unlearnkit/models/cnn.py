@@ -17,6 +17,8 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 
 class SmallCNN(Classifier):
+    prefers_channels_last = True  # read by training.train
+
     def __init__(self, in_channels: int, num_classes: int, width: int = 32) -> None:
         super().__init__()
         self.features = nn.Sequential(

@@ -52,9 +52,21 @@ def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
 
+def _avoid_onednn() -> None:
+    """Route CPU convolutions around oneDNN for the rest of the process.
+
+    torch 2.13's oneDNN CPU kernels intermittently corrupt the heap in this
+    network's backward pass (reproduced on 8x8 inputs with one thread, outside
+    unlearnkit; a per-forward ``mkldnn.flags`` context was not enough). The
+    native kernels are slower but correct; GPUs (cuDNN) are unaffected.
+    """
+    torch.backends.mkldnn.enabled = False
+
+
 class ResNet(Classifier):
     def __init__(self, block, layers: list[int], in_channels: int, num_classes: int, width: int) -> None:
         super().__init__()
+        _avoid_onednn()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
         )
