@@ -226,29 +226,31 @@ def train(
 
 
 @torch.no_grad()
-def predict_logits(
-    model: nn.Module, x: torch.Tensor, batch_size: int = 1024, device: torch.device | str | None = None
+def _in_batches(
+    fn: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, x: torch.Tensor,
+    batch_size: int, device: torch.device | str | None,
 ) -> torch.Tensor:
-    """Logits ``[n, num_classes]`` (float32, on the CPU) in eval mode, in batches."""
+    """``fn`` over ``x`` in eval mode, batch by batch; float32 results concatenated on the CPU."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    out = [model(xb.to(device)).float().cpu() for xb in x.split(batch_size)]
+    out = [fn(xb.to(device)).float().cpu() for xb in x.split(batch_size)]
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
 
 
-@torch.no_grad()
+def predict_logits(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 1024, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Logits ``[n, num_classes]`` (float32, on the CPU) in eval mode, in batches."""
+    return _in_batches(model, model, x, batch_size, device)
+
+
 def predict_embeddings(
     model: nn.Module, x: torch.Tensor, batch_size: int = 1024, device: torch.device | str | None = None
 ) -> torch.Tensor:
     """Penultimate embeddings ``model.embed(x)`` ``[n, d]`` (float32, CPU), in batches."""
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = [model.embed(xb.to(device)).float().cpu() for xb in x.split(batch_size)]
-    model.train(was_training)
-    return torch.cat(out)
+    return _in_batches(model.embed, model, x, batch_size, device)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
