@@ -48,7 +48,12 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
+
+    The one primitive behind every writer here; modules writing their own formats
+    (memorization blocks, report figures) use it directly.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -64,17 +69,17 @@ def _atomic_write(path: Path, write) -> None:
 def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     text = json.dumps(obj, indent=2, default=_json_default) + "\n"
-    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
 def write_parquet(path: str | Path, df: pd.DataFrame) -> None:
     """Write a DataFrame to Parquet, atomically."""
-    _atomic_write(Path(path), lambda tmp: df.to_parquet(tmp, index=False))
+    atomic_write(Path(path), lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
     """Write raw bytes, atomically (e.g. a fetched data file)."""
-    _atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
 
 
 def read_json(path: str | Path) -> Any:
@@ -169,4 +174,4 @@ def write_index_file(path: str | Path, indices: np.ndarray | list[int], meta: di
         write_json(path, {"indices": idx, **(meta or {})})
     else:
         text = "".join(f"{i}\n" for i in idx)
-        _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -34,7 +34,7 @@ from unlearnkit.data import DataBundle
 from unlearnkit.difficulty.ensemble import can_vectorise, train_ensemble
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.experiments.executors import Executor, get_executor
-from unlearnkit.io import _atomic_write, read_json, write_json, write_parquet
+from unlearnkit.io import atomic_write, read_json, write_json, write_parquet
 from unlearnkit.models import build_model
 from unlearnkit.models.mlp import MLP
 from unlearnkit.runs import model_kwargs_for, versions
@@ -260,7 +260,7 @@ def _save_block(out: Path, b: int, result: dict[str, Any]) -> None:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **result)
 
-    _atomic_write(_block_path(out, b), write)
+    atomic_write(_block_path(out, b), write)
 
 
 def _load_block(out: Path, block: Block, n: int, fraction: float, seed: int) -> dict[str, Any] | None:

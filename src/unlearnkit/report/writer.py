@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from unlearnkit.difficulty.memorization import LOW_RELIABILITY  # split-half below this: unreliable
-from unlearnkit.io import _atomic_write
+from unlearnkit.io import atomic_write
 from unlearnkit.report import figures as figs
 from unlearnkit.report.tables import ci_pivot, cost_table, findings, kind_order, markdown_table, summary
 
@@ -195,9 +195,9 @@ def write_report(out: str | Path, df: pd.DataFrame, context: Mapping[str, Any] |
     title = f"unlearnkit benchmark: {ctx.get('config', {}).get('name', out.name)}"
     for b in blocks:
         if b.kind == "fig":
-            _atomic_write(out / "figures" / f"{b.name}.png", lambda tmp, png=b.png: Path(tmp).write_bytes(png))
+            atomic_write(out / "figures" / f"{b.name}.png", lambda tmp, png=b.png: Path(tmp).write_bytes(png))
     text_md = render_markdown(blocks, title)
     text_html = render_html(blocks, title)
-    _atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(text_md))
-    _atomic_write(out / "report.html", lambda tmp: Path(tmp).write_text(text_html))
+    atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(text_md))
+    atomic_write(out / "report.html", lambda tmp: Path(tmp).write_text(text_html))
     return out / "report.html"
