@@ -20,16 +20,18 @@ from unlearnkit.metrics.evaluate import (
     load_runs,
 )
 from unlearnkit.metrics.mia import mia_auc, mia_efficacy
-from unlearnkit.metrics.stats import mean_ci
+from unlearnkit.metrics.stats import Verdict, correlation_verdict, mean_ci, paired_verdict
 from unlearnkit.metrics.tow import avg_gap, tow_mia, tug_of_war
 
 __all__ = [
     "EvalResult",
+    "Verdict",
     "accuracy",
     "avg_gap",
     "bucket_score",
     "challenge_max_epsilon",
     "check_reference",
+    "correlation_verdict",
     "evaluate_model",
     "evaluate_runs",
     "final_score",
@@ -39,6 +41,7 @@ __all__ = [
     "mean_ci",
     "mia_auc",
     "mia_efficacy",
+    "paired_verdict",
     "per_example_epsilon",
     "per_example_outputs",
     "tow_mia",
