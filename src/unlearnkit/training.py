@@ -20,10 +20,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.progress import progress_bar
 
 
 class TrainConfig(BaseModel):
@@ -109,20 +109,6 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> 
     ar = torch.arange(n, device=x.device).view(n, 1, 1)
     # Gather the crop window of every image at once: [n, C, h, w].
     return padded.permute(0, 2, 3, 1)[ar, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2)
-
-
-def progress_bar(quiet: bool) -> Progress:
-    """The rich progress bar used by every long loop; ``quiet`` disables it."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=quiet,
-        transient=True,
-    )
 
 
 def check_finite(loss: torch.Tensor, where: str) -> None:

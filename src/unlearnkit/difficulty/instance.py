@@ -31,7 +31,8 @@ from unlearnkit.difficulty.scores import (
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import atomic_dir, write_json, write_parquet
 from unlearnkit.runs import Run
-from unlearnkit.training import predict_logits, progress_bar
+from unlearnkit.progress import progress_bar
+from unlearnkit.training import predict_logits
 
 REFERENCE = "retrain"
 HARD_QUANTILE = 0.75

@@ -33,7 +33,7 @@ from scipy.stats import spearmanr
 from unlearnkit.data import DataBundle
 from unlearnkit.difficulty.ensemble import can_vectorise, train_ensemble
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.experiments.executors import Executor, get_executor
+from unlearnkit.parallel import Executor, get_executor
 from unlearnkit.io import atomic_write, read_json, write_json, write_parquet
 from unlearnkit.models import build_model
 from unlearnkit.models.mlp import MLP

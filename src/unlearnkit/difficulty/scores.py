@@ -28,7 +28,8 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import read_json, write_json, write_parquet
 from unlearnkit.registry import Registry
 from unlearnkit.runs import Run
-from unlearnkit.training import predict_embeddings, predict_logits, progress_bar, resolve_device
+from unlearnkit.progress import progress_bar
+from unlearnkit.training import predict_embeddings, predict_logits, resolve_device
 
 SCORES_FILE = "scores.parquet"
 SCORES_META = "scores.json"

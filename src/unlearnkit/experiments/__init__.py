@@ -1,5 +1,6 @@
 """The benchmark pipeline: a YAML config (:mod:`.config`), work units cached by
-input hash (:mod:`.units`), executors, the runner and the results store."""
+input hash (:mod:`.units`), the runner and the results store; the executors that run
+units are in :mod:`unlearnkit.parallel`."""
 
 from unlearnkit.experiments.config import BenchConfig, load_config, validate_config
 from unlearnkit.experiments.runner import Outcome, build_plan, run_bench

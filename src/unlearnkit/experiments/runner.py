@@ -345,7 +345,7 @@ def execute(
     kept), then what is still missing is reported. Returns
     (failures {unit label: message}, number of units run).
     """
-    from unlearnkit.experiments.executors import get_executor
+    from unlearnkit.parallel import get_executor
 
     todo = [u for u in units if not u.done(root)]
     failed: dict[str, str] = {}  # unit key -> message

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from unlearnkit.methods.base import MethodContext, Params
-from unlearnkit.training import TrainConfig, check_finite, make_optimizer, progress_bar, train
+from unlearnkit.progress import progress_bar
+from unlearnkit.training import TrainConfig, check_finite, make_optimizer, train
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -49,7 +49,8 @@ from unlearnkit.methods.base import METHODS, Method, MethodContext, MethodOutput
 from unlearnkit.models import MODELS, Classifier
 from unlearnkit.models.ensemble import AGGREGATIONS, SisaEnsemble
 from unlearnkit.runs import Run, evaluate_splits, excluded_meta, model_kwargs_for, new_model, write_run
-from unlearnkit.training import TrainConfig, progress_bar, resolve_device, seed_everything, train
+from unlearnkit.progress import progress_bar
+from unlearnkit.training import TrainConfig, resolve_device, seed_everything, train
 
 SHARDS_JSON = "shards.json"
 SHARDS_DIR = "shards"

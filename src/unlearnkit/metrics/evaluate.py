@@ -39,7 +39,8 @@ from unlearnkit.metrics.mia import AUC_FOLDS, DEFAULT_MAX_PER_SIDE, mia_auc, mia
 from unlearnkit.metrics.stats import mean_ci
 from unlearnkit.metrics.tow import avg_gap, tow_mia, tug_of_war
 from unlearnkit.runs import Run, load_meta, load_run
-from unlearnkit.training import predict_logits, progress_bar
+from unlearnkit.progress import progress_bar
+from unlearnkit.training import predict_logits
 
 METRICS = ("forget_acc", "retain_acc", "test_acc", "val_acc", "mia_efficacy", "mia_auc")
 COMPARISONS = ("tow", "tow_mia", "avg_gap")

@@ -9,7 +9,7 @@ import pytest
 from unlearnkit import TrainConfig, UnlearnkitError
 from unlearnkit.data import make_bundle
 from unlearnkit.difficulty.memorization import MemorizationWarning, estimate_memorization
-from unlearnkit.experiments.executors import LocalExecutor, RayExecutor, get_executor
+from unlearnkit.parallel import LocalExecutor, RayExecutor, get_executor
 
 
 def test_local_map_with_and_without_context():

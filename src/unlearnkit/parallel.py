@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Iterator
 
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.training import progress_bar
+from unlearnkit.progress import progress_bar
 
 EXECUTORS = ("local", "ray")
 
