@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from unlearnkit import __version__
+from unlearnkit._version import __version__
 from unlearnkit.data import DataBundle, load_dataset
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import atomic_dir, read_json, sha256_file, sha256_indices, write_json, write_parquet

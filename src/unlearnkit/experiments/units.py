@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
-from unlearnkit import __version__
+from unlearnkit._version import __version__
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import atomic_dir, read_json, write_json
 
