@@ -116,6 +116,45 @@ def check_finite(loss: torch.Tensor, where: str) -> None:
         raise UnlearnkitError(f"loss became {loss.item()} at {where}; stopped, nothing written")
 
 
+def targets_for(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """What ``model`` learns to predict from rows ``x``: the labels ``y [n]`` for a classifier;
+    for a sequence model (``model.objective == "next_token"``) the token ids ``x [n, L]``
+    themselves, every position predicting the next one."""
+    return x if getattr(model, "objective", "classify") == "next_token" else y
+
+
+def per_example_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per example ``[b]`` (nats).
+
+    ``logits [b, C]`` against labels ``[b]``; or, for a sequence model, ``logits [b, L, V]``
+    against token ids ``[b, L]``: the mean over positions whose next token is not padding
+    (id 0) of ``-log p(x_{t+1} | x_{<=t})``. A sequence with no next token gives NaN.
+    """
+    if logits.dim() == 2:
+        return F.cross_entropy(logits, targets, reduction="none")
+    nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), targets[:, 1:], reduction="none")  # [b, L-1]
+    mask = (targets[:, 1:] != 0).to(nll.dtype)
+    return (nll * mask).sum(1) / mask.sum(1)
+
+
+def per_example_correct(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Share of right argmax predictions per example ``[b]`` in [0, 1]: 0/1 for a classifier,
+    the fraction of (non-padding) next tokens for a sequence model."""
+    if logits.dim() == 2:
+        return (logits.argmax(1) == targets).float()
+    hit = (logits[:, :-1].argmax(2) == targets[:, 1:]).float()
+    mask = (targets[:, 1:] != 0).float()
+    return (hit * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+
+def true_probability(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Probability of the targets per example ``[b]``: softmax of the true label for a
+    classifier, the per-token geometric mean ``exp(-loss)`` for a sequence model."""
+    if logits.dim() == 2:
+        return torch.softmax(logits.float(), 1).gather(1, targets[:, None])[:, 0]
+    return torch.exp(-per_example_loss(logits.float(), targets))
+
+
 @dataclass
 class TrainResult:
     """What :func:`train` returns. ``dynamics`` has columns index, epoch, p_true, correct, loss."""
@@ -142,8 +181,10 @@ def train(
     """Train ``model`` in place on ``x [n, ...]``, ``y [n]`` with ``cfg``.
 
     ``index`` (int64 ``[n]``) names each row in the dynamics table (defaults to
-    ``0..n-1``). ``loss_fn(logits, y) -> per-example losses [b]`` overrides
-    cross-entropy (e.g. for label smoothing in a method). Raises
+    ``0..n-1``). ``loss_fn(logits, targets) -> per-example losses [b]`` overrides
+    cross-entropy (e.g. for label smoothing in a method); targets are
+    :func:`targets_for` ``(model, x, y)``, so a sequence model trains on next-token
+    loss through the same loop (``y`` is then ignored). Raises
     :class:`UnlearnkitError` if the loss becomes NaN/inf.
     """
     device = torch.device(device) if isinstance(device, str) else device
@@ -161,7 +202,8 @@ def train(
     opt = make_optimizer(model.parameters(), cfg)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     sched = make_scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
-    loss_fn = loss_fn or (lambda logits, t: F.cross_entropy(logits, t, reduction="none"))
+    loss_fn = loss_fn or per_example_loss
+    y = targets_for(model, x, y)
     dyn = np.zeros((3, cfg.epochs, n), dtype=np.float32) if record_dynamics else None
     start = time.perf_counter()
     with progress_bar(quiet) as bar:
@@ -184,12 +226,13 @@ def train(
                 opt.step()
                 sched.step()
                 with torch.no_grad():
-                    correct = logits.argmax(1) == yb
+                    correct = per_example_correct(logits, yb)
                     tot_loss += float(loss) * len(b)
-                    tot_correct += int(correct.sum())
+                    tot_correct += float(correct.sum())
                     if dyn is not None:
-                        p_true = torch.softmax(logits.float(), 1).gather(1, yb[:, None])[:, 0]
-                        stacked = torch.stack([p_true, correct.float(), losses.detach().float()]).cpu()
+                        p_true = true_probability(logits, yb)
+                        # A sequence counts as correct when most of its next tokens are.
+                        stacked = torch.stack([p_true, (correct >= 0.5).float(), losses.detach().float()]).cpu()
                         dyn[:, epoch, b.numpy()] = stacked.numpy()
             bar.update(task, advance=1, info=f"loss {tot_loss / n:.4f} acc {tot_correct / n:.3f}")
     seconds = time.perf_counter() - start
@@ -240,7 +283,7 @@ def predict_embeddings(
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
-    """Top-1 accuracy in [0, 1]; NaN for an empty set."""
+    """Top-1 accuracy in [0, 1] (next-token accuracy for a sequence model); NaN for an empty set."""
     if len(y) == 0:
         return float("nan")
-    return float((predict_logits(model, x, batch_size).argmax(1) == y).float().mean())
+    return float(per_example_correct(predict_logits(model, x, batch_size), targets_for(model, x, y)).mean())
