@@ -11,7 +11,7 @@ The public API (re-exports only; each lives in the subpackage named in its docst
 - the benchmark: ``load_config``, ``run_bench``
 """
 
-__version__ = "0.1.0"
+from unlearnkit._version import __version__
 
 from unlearnkit.errors import UnlearnkitError  # noqa: E402
 from unlearnkit.data import ForgetSet, load_dataset, load_forget, save_forget  # noqa: E402
