@@ -6,8 +6,7 @@ import pytest
 
 from unlearnkit import TrainConfig, UnlearnkitError, train_run
 from unlearnkit.data import ForgetSet, save_forget
-from unlearnkit.difficulty import analyze_instances
-from unlearnkit.difficulty.instance import hard_classifier_auc, true_label_probability
+from unlearnkit.meta.instance import analyze_instances, hard_classifier_auc, true_label_probability
 from unlearnkit.methods import unlearn
 
 METHODS = ["retrain", "finetune"]

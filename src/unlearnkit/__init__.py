@@ -25,7 +25,7 @@ from unlearnkit.metrics.evaluate import evaluate_model, evaluate_runs  # noqa: E
 from unlearnkit.difficulty.memorization import estimate_memorization  # noqa: E402
 from unlearnkit.difficulty.scores import compute_scores, score_run  # noqa: E402
 from unlearnkit.difficulty.geometry import entanglement_score  # noqa: E402
-from unlearnkit.difficulty.instance import analyze_instances  # noqa: E402
+from unlearnkit.meta.instance import analyze_instances  # noqa: E402
 from unlearnkit.meta.rum import rum, rum_run  # noqa: E402
 from unlearnkit.experiments import load_config, run_bench  # noqa: E402
 

@@ -11,11 +11,10 @@ from rich.table import Table
 from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, forget_app
 from unlearnkit.cli.unlearn_cmd import parse_value
 from unlearnkit.data import load_forget, save_forget
-from unlearnkit.difficulty import (
-    SCORES, analyze_instances, forget_by_entanglement, forget_by_score, run_entanglement, score_run,
-)
+from unlearnkit.difficulty import SCORES, forget_by_entanglement, forget_by_score, run_entanglement, score_run
 from unlearnkit.difficulty.scores import spearman
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.meta import analyze_instances
 from unlearnkit.runs import load_run
 
 RUN = typer.Option(..., "--run", "-r", help="Run directory (the original model θ_o).")

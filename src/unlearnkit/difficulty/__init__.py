@@ -1,5 +1,5 @@
-"""Per-example difficulty: scores, the Entanglement Score, forget sets by difficulty
-and the instance-level difficulty analysis (SPEC §2, §3, §9).
+"""Per-example difficulty: scores, the Entanglement Score and forget sets by difficulty.
+(The instance-level analysis runs methods, so it lives above them, in :mod:`unlearnkit.meta`.)
 
 Importing this package registers every score (``proxies``, ``geometry``, ``influence``).
 """
@@ -18,15 +18,12 @@ from unlearnkit.difficulty.scores import (
 from unlearnkit.difficulty.geometry import entanglement_score, run_entanglement
 from unlearnkit.difficulty import influence, proxies  # noqa: F401  (register their scores)
 from unlearnkit.difficulty.forget_sets import forget_by_entanglement, forget_by_score
-from unlearnkit.difficulty.instance import InstanceAnalysis, analyze_instances
 
 __all__ = [
     "CHEAP_SCORES",
     "SCORES",
-    "InstanceAnalysis",
     "ScoreContext",
     "ScoreSpec",
-    "analyze_instances",
     "compute_scores",
     "entanglement_score",
     "forget_by_entanglement",

@@ -198,7 +198,7 @@ def _do_evaluate(inputs, deps, out, opts):
 
 @handler("instances")
 def _do_instances(inputs, deps, out, opts):
-    from unlearnkit.difficulty.instance import analyze_instances
+    from unlearnkit.meta.instance import analyze_instances
 
     run = _run(deps["run"], opts)
     analyze_instances(run, _forget(deps["forget"], run.data), list(inputs["methods"]), inputs["seeds"],

@@ -1,4 +1,7 @@
-"""Meta-unlearning: RUM (refine the forget set by difficulty, unlearn the groups in sequence)."""
+"""Meta-unlearning, the layer above the methods: RUM (refine the forget set by difficulty, unlearn the
+groups in sequence) and the instance-level analysis (how hard each forget example is for each method)."""
+
+from unlearnkit.meta.instance import InstanceAnalysis, analyze_instances
 
 from unlearnkit.meta.rum import (
     RumOutcome,
@@ -13,6 +16,8 @@ from unlearnkit.meta.rum import (
 )
 
 __all__ = [
+    "InstanceAnalysis",
+    "analyze_instances",
     "RumOutcome",
     "centroid_scores",
     "higher_is_harder_for",

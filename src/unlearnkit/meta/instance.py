@@ -1,4 +1,6 @@
-"""Instance-level unlearning difficulty (seed 000, SPEC §9): ``analyze-instances``.
+"""Instance-level unlearning difficulty (the "seed 000" analysis): ``analyze-instances``.
+
+It runs unlearning methods many times, so it sits above :mod:`unlearnkit.methods`, beside RUM.
 
 For each forget example x with label y and each method m,
 difficulty(x, m) = |mean_s p_y(θ_u^{m,s}) − mean_s p_y(θ_r^s)|, the distance of
