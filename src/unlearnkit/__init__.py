@@ -9,30 +9,81 @@ The public API (re-exports only; each lives in the subpackage named in its docst
 - unlearning: ``unlearn``, ``unlearn_run``, ``tune``, ``rum``, ``rum_run``, ``train_sisa``
 - evaluation: ``evaluate_model``, ``evaluate_runs``, ``tug_of_war``
 - the benchmark: ``load_config``, ``run_bench``
+
+The names are resolved on first use (PEP 562 ``__getattr__``), so that ``import unlearnkit``
+and the CLI's ``--help`` do not pay for importing torch, scikit-learn or Ray.
 """
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
 
 from unlearnkit._version import __version__
 
-from unlearnkit.errors import UnlearnkitError  # noqa: E402
-from unlearnkit.data import ForgetSet, load_dataset, load_forget, save_forget  # noqa: E402
-from unlearnkit.runs import Run, load_run, train_run  # noqa: E402
-from unlearnkit.training import TrainConfig, train  # noqa: E402
-from unlearnkit.methods import unlearn, unlearn_run  # noqa: E402
-from unlearnkit.methods.tune import tune  # noqa: E402
-from unlearnkit.methods.sisa import train_sisa  # noqa: E402
-from unlearnkit.metrics import tug_of_war  # noqa: E402
-from unlearnkit.metrics.evaluate import evaluate_model, evaluate_runs  # noqa: E402
-from unlearnkit.difficulty.memorization import estimate_memorization  # noqa: E402
-from unlearnkit.difficulty.scores import compute_scores, score_run  # noqa: E402
-from unlearnkit.difficulty.geometry import entanglement_score  # noqa: E402
-from unlearnkit.meta.instance import analyze_instances  # noqa: E402
-from unlearnkit.meta.rum import rum, rum_run  # noqa: E402
-from unlearnkit.experiments import load_config, run_bench  # noqa: E402
+# public name -> module that defines it; add new exports here.
+_EXPORTS: dict[str, str] = {
+    "UnlearnkitError": "unlearnkit.errors",
+    "ForgetSet": "unlearnkit.data",
+    "load_dataset": "unlearnkit.data",
+    "load_forget": "unlearnkit.data",
+    "save_forget": "unlearnkit.data",
+    "Run": "unlearnkit.runs",
+    "load_run": "unlearnkit.runs",
+    "train_run": "unlearnkit.runs",
+    "TrainConfig": "unlearnkit.training",
+    "train": "unlearnkit.training",
+    "unlearn": "unlearnkit.methods",
+    "unlearn_run": "unlearnkit.methods",
+    "tune": "unlearnkit.meta.tune",
+    "train_sisa": "unlearnkit.methods.sisa",
+    "tug_of_war": "unlearnkit.metrics",
+    "evaluate_model": "unlearnkit.metrics.evaluate",
+    "evaluate_runs": "unlearnkit.metrics.evaluate",
+    "estimate_memorization": "unlearnkit.difficulty.memorization",
+    "compute_scores": "unlearnkit.difficulty.scores",
+    "score_run": "unlearnkit.difficulty.scores",
+    "entanglement_score": "unlearnkit.difficulty.geometry",
+    "analyze_instances": "unlearnkit.meta.instance",
+    "rum": "unlearnkit.meta.rum",
+    "rum_run": "unlearnkit.meta.rum",
+    "load_config": "unlearnkit.experiments",
+    "run_bench": "unlearnkit.experiments",
+}
 
-__all__ = [
-    "ForgetSet", "Run", "TrainConfig", "UnlearnkitError", "__version__", "analyze_instances",
-    "compute_scores", "entanglement_score", "estimate_memorization", "evaluate_model", "evaluate_runs",
-    "load_config", "load_dataset", "load_forget", "load_run", "rum", "rum_run", "run_bench",
-    "save_forget", "score_run", "train", "train_run", "train_sisa", "tug_of_war", "tune",
-    "unlearn", "unlearn_run",
-]
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        # ``unlearnkit.metrics`` etc. after a bare ``import unlearnkit``, as when everything was eager.
+        if importlib.util.find_spec(f"unlearnkit.{name}") is None:
+            raise AttributeError(f"module 'unlearnkit' has no attribute {name!r}")
+        return importlib.import_module(f"unlearnkit.{name}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # resolve once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:  # static analysers and IDEs see the real objects
+    from unlearnkit.data import ForgetSet, load_dataset, load_forget, save_forget
+    from unlearnkit.difficulty.geometry import entanglement_score
+    from unlearnkit.meta.instance import analyze_instances
+    from unlearnkit.difficulty.memorization import estimate_memorization
+    from unlearnkit.difficulty.scores import compute_scores, score_run
+    from unlearnkit.errors import UnlearnkitError
+    from unlearnkit.experiments import load_config, run_bench
+    from unlearnkit.meta.rum import rum, rum_run
+    from unlearnkit.methods import unlearn, unlearn_run
+    from unlearnkit.methods.sisa import train_sisa
+    from unlearnkit.meta.tune import tune
+    from unlearnkit.metrics import tug_of_war
+    from unlearnkit.metrics.evaluate import evaluate_model, evaluate_runs
+    from unlearnkit.runs import Run, load_run, train_run
+    from unlearnkit.training import TrainConfig, train
+
+__all__ = ["__version__", *_EXPORTS]

@@ -6,7 +6,6 @@ import typer
 from rich.table import Column, Table
 
 from unlearnkit.cli.app import DATA_ROOT, console, data_app
-from unlearnkit.data import DATASETS, get_dataset
 
 
 @data_app.command("list")
@@ -15,6 +14,8 @@ def list_datasets(
     data_root: str = DATA_ROOT,
 ) -> None:
     """Show each dataset, whether it is available here and where it was found or looked for."""
+    from unlearnkit.data import DATASETS, get_dataset
+
     # Paths are folded, never cut: where it looked is the useful part.
     table = Table(
         Column("dataset", no_wrap=True), "available", Column("where", overflow="fold", ratio=3),
@@ -30,4 +31,6 @@ def list_datasets(
 @data_app.command("fetch")
 def fetch(name: str, data_root: str = DATA_ROOT) -> None:
     """Obtain a dataset's files where that is possible here, or say plainly what to do."""
+    from unlearnkit.data import get_dataset
+
     console.print(get_dataset(name).fetch(data_root), highlight=False)

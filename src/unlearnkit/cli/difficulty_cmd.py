@@ -10,12 +10,7 @@ from rich.table import Table
 
 from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, forget_app
 from unlearnkit.cli.unlearn_cmd import parse_value
-from unlearnkit.data import load_forget, save_forget
-from unlearnkit.difficulty import SCORES, forget_by_entanglement, forget_by_score, run_entanglement, score_run
-from unlearnkit.difficulty.scores import spearman
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.meta import analyze_instances
-from unlearnkit.runs import load_run
 
 RUN = typer.Option(..., "--run", "-r", help="Run directory (the original model θ_o).")
 FORGET = typer.Option(..., "--forget", "-f", help="Forget file (.txt or .json of training indices).")
@@ -37,6 +32,10 @@ def score(
     quiet: bool = QUIET,
 ) -> None:
     """Compute per-example difficulty scores into RUN_DIR/scores.parquet (merged with existing columns)."""
+    from unlearnkit.difficulty import SCORES, score_run
+    from unlearnkit.difficulty.scores import spearman
+    from unlearnkit.runs import load_run
+
     r = load_run(run, data_root=data_root)
     table = score_run(r, scores, memorization, quiet, device=device, seed=seed)
     seconds, skipped = table.attrs["seconds"], table.attrs["skipped"]
@@ -57,12 +56,18 @@ def score(
 @app.command()
 def es(run: Path = RUN, forget: Path = FORGET, data_root: str = DATA_ROOT, device: str = DEVICE) -> None:
     """Entanglement Score of a forget set with the retain set in θ_o's embedding space (higher = harder)."""
+    from unlearnkit.data import load_forget
+    from unlearnkit.difficulty import run_entanglement
+    from unlearnkit.runs import load_run
+
     r = load_run(run, data_root=data_root, device=device)
     fs = load_forget(forget, r.data)
     console.print(f"ES = {run_entanglement(r, fs):.6g}  ({len(fs)} forget examples)")
 
 
 def _save(fs, out: Path) -> None:
+    from unlearnkit.data import save_forget
+
     save_forget(out, fs)
     m = fs.meta
     st = m["score_stats"]
@@ -84,6 +89,9 @@ def by_score(
     data_root: str = DATA_ROOT,
 ) -> None:
     """Forget set of the SIZE examples at LEVEL of a score (SPEC §3)."""
+    from unlearnkit.difficulty import forget_by_score
+    from unlearnkit.runs import load_run
+
     _save(forget_by_score(load_run(run, data_root=data_root), score, level, size, seed), out)
 
 
@@ -98,6 +106,9 @@ def by_entanglement(
     data_root: str = DATA_ROOT,
 ) -> None:
     """Forget set sampled from one entanglement bin (SPEC §3)."""
+    from unlearnkit.difficulty import forget_by_entanglement
+    from unlearnkit.runs import load_run
+
     _save(forget_by_entanglement(load_run(run, data_root=data_root), bins, level, size, seed), out)
 
 
@@ -128,6 +139,10 @@ def analyze_instances_cmd(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Per-example unlearning difficulty across methods and seeds (SPEC §9)."""
+    from unlearnkit.data import load_forget
+    from unlearnkit.meta import analyze_instances
+    from unlearnkit.runs import load_run
+
     r = load_run(run, data_root=data_root)
     fs = load_forget(forget, r.data)
     res = analyze_instances(r, fs, methods.split(","), seeds, out, method_params(sets), quiet=quiet, device=device,

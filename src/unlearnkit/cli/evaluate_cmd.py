@@ -10,11 +10,11 @@ import typer
 from rich.table import Table
 
 from unlearnkit.cli.app import DATA_ROOT, DEVICE, QUIET, app, console
-from unlearnkit.data import load_forget
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.io import write_json, write_parquet
-from unlearnkit.metrics.evaluate import COMPARISONS, METRICS, evaluate_runs, load_runs, to_jsonable
-from unlearnkit.metrics.mia import DEFAULT_MAX_PER_SIDE
+
+# metrics.mia.DEFAULT_MAX_PER_SIDE, repeated so that --help does not import scikit-learn
+# (tests/test_cli_startup.py checks that the two agree).
+MIA_MAX_DEFAULT = 2000
 
 
 def _fmt(v: Any) -> str:
@@ -35,7 +35,7 @@ def evaluate(
     forget: Path = typer.Option(..., "--forget", "-f", help="Forget file (.txt or .json)."),
     out: Path = typer.Option(..., "--out", "-o", help="metrics.json to write."),
     mia_max: int = typer.Option(
-        DEFAULT_MAX_PER_SIDE, "--mia-max", min=1, help="MIA-efficacy SVC: at most this many examples per side."
+        MIA_MAX_DEFAULT, "--mia-max", min=1, help="MIA-efficacy SVC: at most this many examples per side."
     ),
     per_example: Path = typer.Option(None, "--per-example", help="Parquet file of per-example outputs on the forget set."),
     seed: int = typer.Option(0, "--seed", help="Seed of the MIA subsampling and folds."),
@@ -44,6 +44,10 @@ def evaluate(
     quiet: bool = QUIET,
 ) -> None:
     """Evaluate runs on a forget set; with references, ToW / ToW-MIA / gap; with N of each, ε."""
+    from unlearnkit.data import load_forget
+    from unlearnkit.io import write_json, write_parquet
+    from unlearnkit.metrics.evaluate import COMPARISONS, METRICS, evaluate_runs, load_runs, to_jsonable
+
     if per_example is not None and per_example.suffix != ".parquet":
         raise UnlearnkitError(f"--per-example {per_example}: expected a .parquet file")
     models = load_runs(model, data_root=data_root, device=device, what="model")

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from unlearnkit.cli.app import DATA_ROOT, console, forget_app
-from unlearnkit.data import DataBundle, save_forget
-from unlearnkit.data.forget import ForgetSet, class_forget_set, random_forget_set
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.runs import load_data_for, load_meta
+
+if TYPE_CHECKING:
+    from unlearnkit.data import DataBundle, ForgetSet
 
 RUN = typer.Option(..., "--run", help="Run directory whose training set the indices refer to.")
 OUT = typer.Option(..., "--out", "-o", help="Forget file to write: .txt (indices) or .json (with provenance).")
 
 
 def _run_data(run: Path, data_root: str | None) -> DataBundle:
+    from unlearnkit.runs import load_data_for, load_meta
+
     return load_data_for(load_meta(run), run, data_root)
 
 
 def _write(out: Path, fs: ForgetSet) -> None:
+    from unlearnkit.data import save_forget
+
     if out.suffix not in (".txt", ".json"):
         raise UnlearnkitError(f"{out}: forget files end in .txt or .json")
     save_forget(out, fs)
@@ -37,6 +42,8 @@ def forget_random(
     data_root: str = DATA_ROOT,
 ) -> None:
     """A uniformly random forget set of SIZE training examples."""
+    from unlearnkit.data.forget import random_forget_set
+
     _write(out, random_forget_set(_run_data(run, data_root), size, seed, class_balanced=class_balanced))
 
 
@@ -48,4 +55,6 @@ def forget_class(
     data_root: str = DATA_ROOT,
 ) -> None:
     """Every training example of one class."""
+    from unlearnkit.data.forget import class_forget_set
+
     _write(out, class_forget_set(_run_data(run, data_root), cls))

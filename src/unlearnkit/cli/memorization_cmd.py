@@ -8,12 +8,11 @@ from pathlib import Path
 import typer
 
 from unlearnkit.cli.app import DATA_ROOT, DEVICE, QUIET, app, console, err_console
-from unlearnkit.data import load_dataset
-from unlearnkit.difficulty.memorization import MemorizationWarning, estimate_memorization
-from unlearnkit.training import make_config
 
 
 def _print_warning(message, category, *args, **kwargs) -> None:
+    from unlearnkit.difficulty.memorization import MemorizationWarning
+
     if issubclass(category, MemorizationWarning):
         err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
@@ -43,6 +42,10 @@ def memorization(
     quiet: bool = QUIET,
 ) -> None:
     """Train K models on random subsets; write MEM_DIR/memorization.parquet and memorization.json."""
+    from unlearnkit.data import load_dataset
+    from unlearnkit.difficulty.memorization import MemorizationWarning, estimate_memorization
+    from unlearnkit.training import make_config
+
     cfg = make_config(lr=lr, batch_size=batch_size, weight_decay=weight_decay, epochs=epochs, seed=seed)
     data = load_dataset(dataset, data_root=data_root, val_fraction=val_fraction, split_seed=split_seed)
     with warnings.catch_warnings():

@@ -10,10 +10,6 @@ from pathlib import Path
 import typer
 
 from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console
-from unlearnkit.data import load_dataset
-from unlearnkit.io import read_index_file
-from unlearnkit.methods.sisa import train_sisa
-from unlearnkit.training import make_config
 
 
 @app.command("train-sisa")
@@ -38,6 +34,11 @@ def train_sisa_cmd(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Train S shard models on R cumulative slices each and write the ensemble as a run."""
+    from unlearnkit.data import load_dataset
+    from unlearnkit.io import read_index_file
+    from unlearnkit.methods.sisa import train_sisa
+    from unlearnkit.training import make_config
+
     cfg = make_config(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
     excl = read_index_file(exclude)[0] if exclude else None
     data = load_dataset(dataset, data_root=data_root, val_fraction=val_fraction, split_seed=split_seed)

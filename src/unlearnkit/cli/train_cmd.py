@@ -7,11 +7,7 @@ from pathlib import Path
 import typer
 
 from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console
-from unlearnkit.data import load_dataset
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.io import read_index_file
-from unlearnkit.runs import train_run
-from unlearnkit.training import make_config
 
 
 def parse_key_values(items: list[str], flag: str) -> dict[str, str]:
@@ -51,6 +47,11 @@ def train(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Train a model and write it as a run directory (weights, run.json, dynamics.parquet)."""
+    from unlearnkit.data import load_dataset
+    from unlearnkit.io import read_index_file
+    from unlearnkit.runs import train_run
+    from unlearnkit.training import make_config
+
     cfg = make_config(
         epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
         weight_decay=weight_decay, augment=augment, seed=seed,

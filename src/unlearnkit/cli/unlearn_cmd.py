@@ -7,18 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console
-from unlearnkit.data import load_forget
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.io import read_index_file
-from unlearnkit.methods import METHODS, retain_positions, unlearn_run
-from unlearnkit.methods.tune import GRIDS, tune as tune_method, update_preset, write_tune
-from unlearnkit.runs import load_run
-from unlearnkit.training import accuracy
 
 
 def parse_value(text: str) -> Any:
@@ -42,6 +35,8 @@ def parse_sets(items: list[str] | None, method: str) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
+            from unlearnkit.methods import METHODS
+
             valid = ", ".join(METHODS.get(method).Params.model_fields) or "none"
             raise UnlearnkitError(f"--set {item!r}: expected key=value (valid keys for {method}: {valid})")
         out[key.strip()] = parse_value(value.strip())
@@ -62,6 +57,11 @@ def unlearn(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Unlearn a forget set from a run's model; writes a run directory plus unlearn.json."""
+    from unlearnkit.data import load_forget
+    from unlearnkit.methods import retain_positions, unlearn_run
+    from unlearnkit.runs import load_run
+    from unlearnkit.training import accuracy
+
     params = parse_sets(sets, method)
     original = load_run(run, data_root=data_root)
     fs = load_forget(forget, original.data)
@@ -94,6 +94,13 @@ def tune(
     quiet: bool = QUIET,
 ) -> None:
     """Grid-search a method's hyperparameters by ToW on a validation forget set."""
+    import numpy as np
+
+    from unlearnkit.io import read_index_file
+    from unlearnkit.methods import METHODS
+    from unlearnkit.meta.tune import GRIDS, tune as tune_method, update_preset, write_tune
+    from unlearnkit.runs import load_run
+
     if grid not in GRIDS:
         raise UnlearnkitError(f"unknown grid '{grid}'; choose from: {', '.join(GRIDS)}")
     METHODS.get(method)

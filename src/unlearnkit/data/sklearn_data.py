@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn import datasets as skd
-from sklearn.model_selection import train_test_split
 
 from unlearnkit.data.base import DataBundle, Dataset, make_bundle
 from unlearnkit.data.registry import DATASETS
@@ -16,6 +14,8 @@ TEST_FRACTION = 0.2  # scikit-learn's sets have no official test split; fixed sp
 
 
 def _split_test(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    from sklearn.model_selection import train_test_split  # scikit-learn is imported only to load
+
     return train_test_split(x, y, test_size=TEST_FRACTION, random_state=0, stratify=y)
 
 
@@ -27,7 +27,9 @@ class Digits(Dataset):
     def load(self, data_root, val_fraction, split_seed, state=None, **options: Any) -> DataBundle:
         if options:
             raise UnlearnkitError(f"digits takes no options, got {sorted(options)}")
-        d = skd.load_digits()
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
         x = (d.images / 16.0).astype(np.float32)[:, None, :, :]
         x_tr, x_te, y_tr, y_te = _split_test(x, d.target)
         return make_bundle(
@@ -35,7 +37,7 @@ class Digits(Dataset):
         )
 
 
-TABULAR = {"breast_cancer": skd.load_breast_cancer, "wine": skd.load_wine, "iris": skd.load_iris}
+TABULAR = ("breast_cancer", "wine", "iris")  # sklearn.datasets.load_<name>
 
 
 @DATASETS.register("tabular")
@@ -54,7 +56,9 @@ class Tabular(Dataset):
     def load(self, data_root, val_fraction, split_seed, state=None, **options: Any) -> DataBundle:
         if self.arg not in TABULAR:
             raise UnlearnkitError(f"unknown table '{self.arg}'; choose from: {', '.join(TABULAR)}")
-        d = TABULAR[self.arg]()
+        import sklearn.datasets
+
+        d = getattr(sklearn.datasets, f"load_{self.arg}")()
         x_tr, x_te, y_tr, y_te = _split_test(d.data.astype(np.float64), d.target)
         # Standardise with training statistics only (the test split stays unseen).
         mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-8
