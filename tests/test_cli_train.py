@@ -118,7 +118,7 @@ def test_bad_arguments(cli, tmp, args, match):
         ("4\n7\n4\n", "duplicate indices [4]"),
         ("1\n2.5\n", "is not an integer index"),
         ("1\nabc\n", "is not an integer index"),
-        ("-3\n", "outside the training set"),
+        ("-3\n", "is negative"),
     ],
 )
 def test_bad_index_files(cli, tmp, content, match):

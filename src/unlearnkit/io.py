@@ -1,24 +1,31 @@
-"""File helpers: atomic writes, hashing and index files.
+"""File helpers: atomic writes, locks, hashing and index files.
 
 Everything the toolkit writes goes to a temporary path first and is renamed
-into place, so an interrupted command never leaves a half-written file.
+into place, so an interrupted command never leaves a half-written file, and
+every OSError on the way becomes one line naming the path and the cause
+(:func:`os_error`). A directory written by several commands in turn (a run
+directory, a bench directory) is guarded by a :class:`DirLock`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from unlearnkit.errors import UnlearnkitError
+from unlearnkit.errors import BusyError, DataError, OutputError
 
 
 def sha256_file(path: str | Path) -> str:
@@ -48,22 +55,113 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def atomic_write(path: Path, write) -> None:
+def os_error(e: OSError, path: str | Path | None = None, action: str = "write") -> OutputError:
+    """The one-line error for an OSError: the path, what could not be done, and why.
+
+    Every writer here raises through this, and the CLI turns any OSError that
+    reaches it into this line, so a read-only directory, a missing permission or
+    a full disk never shows a traceback.
+    """
+    where = path if path is not None else (e.filename or "?")
+    if e.errno == errno.ENOSPC:
+        cause = "no space left on device"
+    else:
+        cause = e.strerror or (str(e).splitlines() or [type(e).__name__])[0]
+    return OutputError(f"{where}: cannot {action} ({cause})")
+
+
+@contextlib.contextmanager
+def reporting(path: str | Path, action: str = "write") -> Iterator[None]:
+    """Turn an OSError raised in the body into :func:`os_error`'s one-line error naming ``path``."""
+    try:
+        yield
+    except OSError as e:
+        raise os_error(e, path, action) from None
+
+
+def check_new_file(path: str | Path, overwrite: bool) -> None:
+    """Refuse to replace an existing file unless ``overwrite`` (checked before any work is done)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory; give a file name")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: already exists; pass --overwrite to replace it")
+
+
+# Temporary names carry their owner (host and pid), so a later writer can tell the
+# leftovers of a killed process from a live writer's files and remove only the former.
+_HOST = socket.gethostname().replace(".", "_").replace("-", "_") or "host"
+_TAG_RE = re.compile(r"^(?P<host>[^.]+)-(?P<pid>\d+)\.")
+_INT_RE = re.compile(r"^[+-]?[0-9]+\Z")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _tag() -> str:
+    return f"{_HOST}-{os.getpid()}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove temporaries of ``path`` (``.NAME.HOST-PID.*``) left by dead processes on this host.
+
+    A process killed with SIGKILL cannot clean up after itself; the next writer
+    of the same path does it. Returns what was removed.
+    """
+    prefix = f".{path.name}."
+    removed = []
+    try:
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for p in siblings:
+        if not p.name.startswith(prefix):
+            continue
+        m = _TAG_RE.match(p.name[len(prefix):])
+        if not m or m["host"] != _HOST or int(m["pid"]) == os.getpid() or pid_alive(int(m["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            removed.append(p)
+    return removed
+
+
+def atomic_write(path: Path, write: Callable[[str], Any]) -> None:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
     The one primitive behind every writer here; modules writing their own formats
-    (memorization blocks, report figures) use it directly.
+    (memorization blocks, report figures) use it directly. An OSError (read-only
+    directory, disk full, ...) becomes a one-line :class:`OutputError` naming
+    ``path``; nothing is left behind and an existing ``path`` is untouched.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    path = Path(path)
+    with reporting(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise OutputError(f"{path}: is a directory; cannot write a file there")
+        remove_stale_temps(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_tag()}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
+            write(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -82,14 +180,31 @@ def write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
 
 
-def read_json(path: str | Path) -> Any:
+def read_text(path: str | Path, what: str = "file") -> str:
+    """A UTF-8 text file's contents; a missing, unreadable or binary file is a one-line :class:`DataError`."""
     path = Path(path)
-    if not path.exists():
-        raise UnlearnkitError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UnlearnkitError(f"{path}: not valid JSON ({e})") from None
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except OSError as e:
+        raise DataError(str(os_error(e, path, "read"))) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """Parse a JSON file; missing, unreadable or invalid JSON is a one-line :class:`DataError`."""
+    path = Path(path)
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
 
 
 @contextlib.contextmanager
@@ -98,72 +213,102 @@ def atomic_dir(out: str | Path, overwrite: bool = False, marker: str = "run.json
 
     Refuses an ``out`` that already holds ``marker`` unless ``overwrite``. If the
     body raises (including Ctrl-C), the temporary directory is removed and any
-    existing ``out`` is untouched.
+    existing ``out`` is untouched; temporaries of killed processes are removed
+    by the next writer of ``out``. An OSError becomes a one-line :class:`OutputError`.
     """
     out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise UnlearnkitError(f"{out}: exists and is not a directory")
-        if any(out.iterdir()) and not overwrite:
-            what = "a run" if (out / marker).exists() else "files"
-            raise UnlearnkitError(f"{out}: already holds {what}; pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    with reporting(out):
+        if out.exists():
+            if not out.is_dir():
+                raise OutputError(f"{out}: exists and is not a directory")
+            if any(out.iterdir()) and not overwrite:
+                what = "a run" if (out / marker).exists() else "files"
+                raise OutputError(f"{out}: already holds {what}; pass --overwrite to replace it")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{_tag()}.", suffix=".tmp", dir=out.parent))
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700
     try:
         yield tmp
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        with reporting(out):
+            if out.exists():
+                old = out.with_name(f".{out.name}.{_tag()}.old")
+                os.replace(out, old)
+                os.replace(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def read_index_file(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read a forget/exclude file: ``.txt`` (one index a line) or ``.json``.
+def _index_items(path: Path) -> tuple[list[Any], dict[str, Any]]:
+    """(entries, provenance) of an index file; a JSON string entry comes back as ``(str,)``, never valid."""
+    if path.suffix == ".json":
+        obj = read_json(path, "index file")
+        if isinstance(obj, list):
+            raw, meta = obj, {}
+        elif isinstance(obj, dict) and "indices" in obj:
+            raw, meta = obj["indices"], {k: v for k, v in obj.items() if k != "indices"}
+        else:
+            raise DataError(f'{path}: expected a JSON list or an object with "indices"')
+        if not isinstance(raw, list):
+            raise DataError(f'{path}: "indices" must be a JSON list of integers, got {type(raw).__name__}')
+        # JSON entries must be numbers: a string there is a mistake, not a spelling of an index.
+        return [(v,) if isinstance(v, str) else v for v in raw], meta
+    lines = [ln.strip() for ln in read_text(path, "index file").splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#")], {}
 
-    Returns (sorted unique int64 indices, provenance dict). Raises on
-    non-integer or duplicate entries; range checks need the dataset and are
-    done by :func:`unlearnkit.data.DataBundle.positions`.
+
+def read_index_file(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read a forget/exclude file: ``.txt`` (one index a line, ``#`` comments) or ``.json``.
+
+    Returns (sorted unique int64 indices, provenance dict). Anything but a list
+    of distinct non-negative integers is a one-line :class:`DataError` naming
+    the first bad entry; range checks need the dataset and are done by
+    :func:`unlearnkit.data.DataBundle.positions`.
     """
     path = Path(path)
-    if not path.exists():
-        raise UnlearnkitError(f"{path}: index file not found")
-    meta: dict[str, Any] = {}
-    if path.suffix == ".json":
-        obj = read_json(path)
-        if isinstance(obj, list):
-            raw = obj
-        elif isinstance(obj, dict) and "indices" in obj:
-            raw = obj["indices"]
-            meta = {k: v for k, v in obj.items() if k != "indices"}
-        else:
-            raise UnlearnkitError(f'{path}: expected a JSON list or an object with "indices"')
-        items = [(str(v), v) for v in raw]
-    else:
-        lines = [ln.strip() for ln in path.read_text().splitlines()]
-        items = [(ln, ln) for ln in lines if ln and not ln.startswith("#")]
+    items, meta = _index_items(path)
     values = []
-    for lineno, (text, v) in enumerate(items, 1):
-        if isinstance(v, bool) or isinstance(v, float) and not v.is_integer():
-            raise UnlearnkitError(f"{path}: entry {lineno} ({text!r}) is not an integer index")
-        try:
-            iv = int(v)
-            if isinstance(v, str) and str(iv) != v.lstrip("+"):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise UnlearnkitError(f"{path}: entry {lineno} ({text!r}) is not an integer index") from None
+    for n, v in enumerate(items, 1):
+        iv = _as_index(v)
+        if iv is None:
+            raise DataError(f"{path}: entry {n} ({_show(v)}) is not an integer index")
+        if iv < 0:
+            raise DataError(f"{path}: entry {n} ({iv}) is negative; indices count from 0")
         values.append(iv)
     arr = np.asarray(values, dtype=np.int64)
     uniq, counts = np.unique(arr, return_counts=True)
     if (counts > 1).any():
         dup = uniq[counts > 1][:5].tolist()
-        raise UnlearnkitError(f"{path}: duplicate indices {dup}")
+        raise DataError(f"{path}: duplicate indices {dup}")
     return uniq, meta
+
+
+def _show(v: Any) -> str:
+    """A short rendering of a bad entry for an error message."""
+    try:
+        text = json.dumps(v[0] if isinstance(v, tuple) else v, ensure_ascii=True)
+    except (TypeError, ValueError, RecursionError):
+        text = type(v).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _as_index(v: Any) -> int | None:
+    """``v`` as an int64-sized integer (JSON int, integral float, or decimal digits), else None."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, float):
+        iv = int(v) if v.is_integer() else None
+    elif isinstance(v, int):
+        iv = v
+    elif isinstance(v, str) and _INT_RE.match(v):
+        iv = int(v)
+    else:
+        return None
+    return iv if iv is not None and -(2**63) <= iv < 2**63 else None
 
 
 def write_index_file(path: str | Path, indices: np.ndarray | list[int], meta: dict[str, Any] | None = None) -> None:
@@ -175,3 +320,136 @@ def write_index_file(path: str | Path, indices: np.ndarray | list[int], meta: di
     else:
         text = "".join(f"{i}\n" for i in idx)
         atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+class DirLock:
+    """A lock file ``DIRECTORY/NAME`` held while one process writes the directory.
+
+    The file holds the owner's pid, host and start time and appears with its
+    content in one step (written to a temporary name, then hard-linked into
+    place), so a crash or a full disk never leaves a half-written lock. A lock
+    that is empty, unreadable or not the JSON written here, or whose owner on
+    this host is no longer running, is stale and taken over (``notify`` is told).
+    A live owner's lock, or one from another host (which cannot be checked),
+    makes :meth:`acquire` wait up to ``wait`` seconds and then raise
+    :class:`BusyError` naming the owner.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        name: str = "run.lock",
+        *,
+        what: str = "process",
+        wait: float = 0.0,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        self.path = Path(directory) / name
+        self.what = what
+        self.wait = wait
+        self.notify = notify or (lambda msg: None)
+        self.held = False
+
+    def _info(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+    def _create(self) -> bool:
+        """Put the lock file in place if there is none; False if one exists."""
+        text = json.dumps(self._info())
+        tmp = self.path.with_name(f".{self.path.name}.{_tag()}.tmp")
+        tmp.write_text(text)
+        try:
+            os.link(tmp, self.path)  # fails if the lock exists; never shows a partial file
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: exclusive create, then write
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _read(self) -> bytes | None:
+        """The lock file's bytes; None when there is none (b"" when it cannot be read)."""
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return b""
+
+    @staticmethod
+    def _parse(raw: bytes) -> dict[str, Any] | None:
+        """The holder's record; None when the bytes are not a lock written here (stale)."""
+        try:
+            owner = json.loads(raw)
+        except (ValueError, RecursionError):  # empty, binary, not JSON
+            return None
+        ok = isinstance(owner, dict) and isinstance(owner.get("pid"), int) and isinstance(owner.get("host"), str)
+        return owner if ok else None
+
+    def _take_over(self, seen: bytes, why: str) -> None:
+        """Remove the stale lock whose bytes were ``seen``, unless another process replaced it meanwhile."""
+        self.notify(f"{self.path}: taking over {why}")
+        grave = self.path.with_name(f".{self.path.name}.{_tag()}.stale")
+        try:
+            os.replace(self.path, grave)
+        except FileNotFoundError:
+            return
+        try:
+            if grave.read_bytes() != seen:  # a fresh lock taken in between: put it back
+                with contextlib.suppress(FileExistsError):
+                    os.link(grave, self.path)
+        finally:
+            grave.unlink(missing_ok=True)
+
+    def acquire(self) -> None:
+        with reporting(self.path, "create the lock"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.path)
+            deadline = time.monotonic() + self.wait
+            while True:
+                if self._create():
+                    self.held = True
+                    return
+                raw = self._read()
+                if raw is None:  # released between our two looks
+                    continue
+                owner = self._parse(raw)
+                if owner is None:
+                    time.sleep(0.2)  # the no-hard-link fallback writes after creating: look again
+                    raw = self._read()
+                    if raw is None:
+                        continue
+                    owner = self._parse(raw)
+                if owner is None:
+                    self._take_over(raw, "an invalid lock file (empty, unreadable or not a lock)")
+                    continue
+                pid, host = owner["pid"], owner["host"]
+                if host == socket.gethostname() and not pid_alive(pid):
+                    self._take_over(raw, f"a stale lock of pid {pid} (no longer running)")
+                    continue
+                if time.monotonic() >= deadline:
+                    raise BusyError(
+                        f"{self.path.parent}: another {self.what} (pid {pid} on {host}, started "
+                        f"{owner.get('started', '?')}) is writing here; wait for it, or delete {self.path} "
+                        "if that process is gone"
+                    )
+                time.sleep(0.1)
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> "DirLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
