@@ -20,12 +20,14 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
-import pandas as pd
 
 from unlearnkit.errors import BusyError, DataError, OutputError
+
+if TYPE_CHECKING:  # pandas is imported by the callers that have frames; CLI start-up stays light
+    import pandas as pd
 
 
 def sha256_file(path: str | Path) -> str:
@@ -55,8 +57,8 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def os_error(e: OSError, path: str | Path | None = None, action: str = "write") -> OutputError:
-    """The one-line error for an OSError: the path, what could not be done, and why.
+def os_error(e: OSError, path: str | Path | None = None, action: str | None = "write") -> OutputError:
+    """The one-line error for an OSError: the path, what could not be done (if known), and why.
 
     Every writer here raises through this, and the CLI turns any OSError that
     reaches it into this line, so a read-only directory, a missing permission or
@@ -67,7 +69,7 @@ def os_error(e: OSError, path: str | Path | None = None, action: str = "write") 
         cause = "no space left on device"
     else:
         cause = e.strerror or (str(e).splitlines() or [type(e).__name__])[0]
-    return OutputError(f"{where}: cannot {action} ({cause})")
+    return OutputError(f"{where}: cannot {action} ({cause})" if action else f"{where}: {cause}")
 
 
 @contextlib.contextmanager
@@ -170,7 +172,7 @@ def write_json(path: str | Path, obj: Any) -> None:
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
-def write_parquet(path: str | Path, df: pd.DataFrame) -> None:
+def write_parquet(path: str | Path, df: "pd.DataFrame") -> None:
     """Write a DataFrame to Parquet, atomically."""
     atomic_write(Path(path), lambda tmp: df.to_parquet(tmp, index=False))
 
