@@ -78,7 +78,8 @@ def test_report_files(tmp_path):
     df = synthetic()
     mem = pd.DataFrame({"index": np.arange(200), "memorization": np.random.default_rng(1).beta(1, 5, 200)})
     scores = mem.assign(confidence=1 - mem["memorization"], margin=np.random.default_rng(2).normal(size=200))
-    ctx = {"memorization": mem, "memorization_info": {"split_half": 0.31, "k": 8}, "scores": scores,
+    ctx = {"memorization": mem, "memorization_info": {"split_half": 0.31, "k": 8, "reliability_threshold": 0.5},
+           "scores": scores,
            "failures": {"unlearn scrub random seed 0": "loss became nan"}}
     html_path = write_report(tmp_path, df, context=ctx)
     html = html_path.read_text()

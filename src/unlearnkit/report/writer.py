@@ -15,7 +15,6 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from unlearnkit.difficulty.memorization import LOW_RELIABILITY  # split-half below this: unreliable
 from unlearnkit.io import atomic_write
 from unlearnkit.report import figures as figs
 from unlearnkit.report.tables import ci_pivot, cost_table, findings, kind_order, markdown_table, summary
@@ -103,9 +102,12 @@ def build_blocks(df: pd.DataFrame, ctx: Mapping[str, Any]) -> list[Block]:
         ("proxies_vs_memorization", figs.proxies_vs_memorization(scores), "Proxies against memorization."),
         ("cost_vs_tow", figs.cost_vs_tow(df), "Quality against cost."),
     ]
-    if split_half is not None and not (isinstance(split_half, float) and math.isnan(split_half)) and split_half < LOW_RELIABILITY:
+    # The memorization unit reports the threshold it judged by (its one home is the estimator).
+    low = info.get("reliability_threshold")
+    if (split_half is not None and low is not None and not (isinstance(split_half, float) and math.isnan(split_half))
+            and split_half < low):
         blocks.append(Block("warn", f"WARNING: the memorization estimate is unreliable here: split-half rank "
-                                    f"correlation {split_half:.2f} < {LOW_RELIABILITY} (K={info.get('k', '?')} models). "
+                                    f"correlation {split_half:.2f} < {low} (K={info.get('k', '?')} models). "
                                     f"Memorization levels are noisy; raise memorization.k for firmer results."))
     # extra_figures: {name: (png bytes, caption)}, e.g. the per-instance analysis's plots.
     extra = [(n, p, c) for n, (p, c) in (ctx.get("extra_figures") or {}).items()]
