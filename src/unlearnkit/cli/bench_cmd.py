@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from unlearnkit.cli.app import DEVICE, QUIET, app, console
+from unlearnkit.cli.app import DEVICE, QUIET, app, console, examples
 from unlearnkit.errors import UnlearnkitError
 
 EXECUTOR = typer.Option(None, "--executor", help="local | ray (default: the config's executor, else local).")
@@ -57,7 +57,10 @@ def _bench(config_path: Path, out: Path, executor: str | None, address: str | No
         )
 
 
-@app.command()
+@app.command(epilog=examples(
+    "unlearnkit bench configs/fashion-mnist.yaml --out bench-fm",
+    "unlearnkit bench configs/fashion-mnist.yaml --out bench-fm --executor ray --address HOST:6379",
+))
 def bench(
     config: Path = typer.Argument(..., help="YAML benchmark config (see configs/)."),
     out: Path = typer.Option(..., "--out", "-o", help="Benchmark directory (created; re-use it to resume)."),
@@ -74,7 +77,9 @@ def bench(
     _bench(config, out, executor, address, device, quiet)
 
 
-@app.command()
+@app.command(epilog=examples(
+    "unlearnkit results bench-fm", "unlearnkit results demo-out --group-by forget_kind,method",
+))
 def results(
     directory: Path = typer.Argument(..., help="A bench directory (or its results.parquet)."),
     group_by: str = typer.Option("forget_kind,method,variant", "--group-by",
@@ -96,7 +101,7 @@ def results(
     _print_table(summary(df, cols), f"summary by {', '.join(cols)}")
 
 
-@app.command()
+@app.command(epilog=examples("unlearnkit demo", "unlearnkit demo --out /tmp/demo --quiet"))
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Where to write the demo benchmark."),
     executor: str = EXECUTOR,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import typer
 from rich.table import Column, Table
 
-from unlearnkit.cli.app import DATA_ROOT, console, data_app
+from unlearnkit.cli.app import DATA_ROOT, console, data_app, examples
 
 
-@data_app.command("list")
+@data_app.command("list", epilog=examples(
+    "unlearnkit data list", "unlearnkit data list fashion-mnist npz:my-data.npz --data-root ~/data",
+))
 def list_datasets(
     names: list[str] = typer.Argument(None, help="Datasets to check (e.g. npz:my.npz); default: all."),
     data_root: str = DATA_ROOT,
@@ -28,7 +30,7 @@ def list_datasets(
     console.print(table)
 
 
-@data_app.command("fetch")
+@data_app.command("fetch", epilog=examples("unlearnkit data fetch rotten-tomatoes"))
 def fetch(name: str, data_root: str = DATA_ROOT) -> None:
     """Obtain a dataset's files where that is possible here, or say plainly what to do."""
     from unlearnkit.data import get_dataset

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, forget_app
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples, forget_app
 from unlearnkit.cli.unlearn_cmd import parse_value
 from unlearnkit.errors import UnlearnkitError
 
@@ -21,7 +21,10 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4g}"
 
 
-@app.command()
+@app.command(epilog=examples(
+    "unlearnkit score --run runs/orig --scores confidence,loss,margin",
+    "unlearnkit score -r runs/orig --memorization runs/mem   (all scores, memorization from MEM_DIR)",
+))
 def score(
     run: Path = RUN,
     scores: str = typer.Option("all", "--scores", "-s", help="all, or a comma-separated list of score names."),
@@ -53,7 +56,7 @@ def score(
     console.print(f"{len(table)} examples -> {run / 'scores.parquet'}")
 
 
-@app.command()
+@app.command(epilog=examples("unlearnkit es --run runs/orig --forget f-high.json"))
 def es(run: Path = RUN, forget: Path = FORGET, data_root: str = DATA_ROOT, device: str = DEVICE) -> None:
     """Entanglement Score of a forget set with the retain set in θ_o's embedding space (higher = harder)."""
     from unlearnkit.data import load_forget
@@ -78,7 +81,10 @@ def _save(fs, out: Path) -> None:
     )
 
 
-@forget_app.command("by-score")
+@forget_app.command("by-score", epilog=examples(
+    "unlearnkit forget-set by-score --run runs/orig --score memorization --level high --size 100 --out f-high.json",
+    "unlearnkit forget-set by-score -r runs/orig --score confidence --level low -n 100 -o f-easy.json",
+))
 def by_score(
     run: Path = RUN,
     score: str = typer.Option(..., "--score", help="A column of RUN_DIR/scores.parquet (e.g. memorization, confidence)."),
@@ -88,14 +94,16 @@ def by_score(
     seed: int = SEED,
     data_root: str = DATA_ROOT,
 ) -> None:
-    """Forget set of the SIZE examples at LEVEL of a score (SPEC §3)."""
+    """Forget set of the SIZE examples at LEVEL of a score (docs/difficulty.md: the levels)."""
     from unlearnkit.difficulty import forget_by_score
     from unlearnkit.runs import load_run
 
     _save(forget_by_score(load_run(run, data_root=data_root), score, level, size, seed), out)
 
 
-@forget_app.command("by-entanglement")
+@forget_app.command("by-entanglement", epilog=examples(
+    "unlearnkit forget-set by-entanglement --run runs/orig --level low --size 100 --out f-es-low.json",
+))
 def by_entanglement(
     run: Path = RUN,
     bins: int = typer.Option(15, "--bins", help="Equal bins of distance to the training centroid."),
@@ -105,7 +113,7 @@ def by_entanglement(
     seed: int = SEED,
     data_root: str = DATA_ROOT,
 ) -> None:
-    """Forget set sampled from one entanglement bin (SPEC §3)."""
+    """Forget set sampled from one bin of distance to the training centroid (low = far = least entangled)."""
     from unlearnkit.difficulty import forget_by_entanglement
     from unlearnkit.runs import load_run
 
@@ -124,7 +132,9 @@ def method_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-@app.command("analyze-instances")
+@app.command("analyze-instances", epilog=examples(
+    "unlearnkit analyze-instances --run runs/orig --forget f.json --methods retrain,finetune --seeds 3 --out inst",
+))
 def analyze_instances_cmd(
     run: Path = RUN,
     forget: Path = FORGET,
@@ -138,7 +148,7 @@ def analyze_instances_cmd(
     quiet: bool = QUIET,
     overwrite: bool = OVERWRITE,
 ) -> None:
-    """Per-example unlearning difficulty across methods and seeds (SPEC §9)."""
+    """Per-example unlearning difficulty across methods and seeds (docs/difficulty.md)."""
     from unlearnkit.data import load_forget
     from unlearnkit.meta import analyze_instances
     from unlearnkit.runs import load_run

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, QUIET, app, console
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, QUIET, app, console, examples
 from unlearnkit.errors import UnlearnkitError
 
 # metrics.mia.DEFAULT_MAX_PER_SIDE, repeated so that --help does not import scikit-learn
@@ -26,11 +26,15 @@ def _fmt(v: Any) -> str:
     return "-" if v is None or math.isnan(v) else f"{v:.4f}"
 
 
-@app.command()
+@app.command(epilog=examples(
+    "unlearnkit evaluate --model runs/salun --reference runs/retrain --forget f.json --out metrics.json",
+    "unlearnkit evaluate --model runs/salun-s0 --model runs/salun-s1 --reference runs/re-s0 "
+    "--reference runs/re-s1 -f f.json -o metrics.json",
+))
 def evaluate(
-    model: list[Path] = typer.Option(..., "--model", "-m", help="Run directory to evaluate (repeat for seeds)."),
+    model: list[Path] = typer.Option(..., "--model", help="Run directory to evaluate (repeat for seeds)."),
     reference: list[Path] = typer.Option(
-        None, "--reference", "-r", help="Retrained reference run directory (repeat for seeds)."
+        None, "--reference", help="Retrained reference run directory (repeat for seeds)."
     ),
     forget: Path = typer.Option(..., "--forget", "-f", help="Forget file (.txt or .json)."),
     out: Path = typer.Option(..., "--out", "-o", help="metrics.json to write."),

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from unlearnkit.cli.app import DATA_ROOT, console, forget_app
+from unlearnkit.cli.app import DATA_ROOT, console, examples, flag, forget_app
 from unlearnkit.errors import UnlearnkitError
 
 if TYPE_CHECKING:
     from unlearnkit.data import DataBundle, ForgetSet
 
-RUN = typer.Option(..., "--run", help="Run directory whose training set the indices refer to.")
+RUN = typer.Option(..., "--run", "-r", help="Run directory whose training set the indices refer to.")
 OUT = typer.Option(..., "--out", "-o", help="Forget file to write: .txt (indices) or .json (with provenance).")
 
 
@@ -32,12 +32,15 @@ def _write(out: Path, fs: ForgetSet) -> None:
     console.print(f"wrote {len(fs)} forget indices ({fs.kind}) -> {out}")
 
 
-@forget_app.command("random")
+@forget_app.command("random", epilog=examples(
+    "unlearnkit forget-set random --run runs/orig --size 100 --seed 0 --out f-random.json",
+    "unlearnkit forget-set random -r runs/orig -n 100 --class-balanced -o f-balanced.txt",
+))
 def forget_random(
     run: Path = RUN,
     size: int = typer.Option(..., "--size", "-n", help="Number of training examples to forget."),
     seed: int = typer.Option(0, "--seed"),
-    class_balanced: bool = typer.Option(False, "--class-balanced", help="The same number from every class."),
+    class_balanced: bool = flag("--class-balanced", help="The same number from every class."),
     out: Path = OUT,
     data_root: str = DATA_ROOT,
 ) -> None:
@@ -47,7 +50,9 @@ def forget_random(
     _write(out, random_forget_set(_run_data(run, data_root), size, seed, class_balanced=class_balanced))
 
 
-@forget_app.command("class")
+@forget_app.command("class", epilog=examples(
+    "unlearnkit forget-set class --run runs/orig --class 3 --out f-class3.json",
+))
 def forget_class(
     run: Path = RUN,
     cls: int = typer.Option(..., "--class", "-c", help="Class label to forget entirely."),

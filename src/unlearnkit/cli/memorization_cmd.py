@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, QUIET, app, console, err_console
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, QUIET, app, console, err_console, examples
 
 
 def _print_warning(message, category, *args, **kwargs) -> None:
@@ -17,7 +17,10 @@ def _print_warning(message, category, *args, **kwargs) -> None:
         err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(epilog=examples(
+    "unlearnkit memorization --dataset digits --model mlp --k 40 --epochs 10 --out runs/mem",
+    "unlearnkit memorization -d fashion-mnist -m mlp --k 100 --executor ray --out runs/mem-fm",
+))
 def memorization(
     dataset: str = typer.Option("digits", "--dataset", "-d", help="Registered dataset name."),
     model: str = typer.Option("mlp", "--model", "-m", help="Registered model name."),

@@ -9,7 +9,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples
 from unlearnkit.errors import UnlearnkitError
 
 # meta.rum.DEFAULT_CANDIDATES, repeated so that --help does not import torch
@@ -44,10 +44,14 @@ def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
-@app.command("rum")
+@app.command("rum", epilog=examples(
+    "unlearnkit rum --run runs/orig --forget f.json --refine-by memorization --methods finetune --out runs/rum-f",
+    "unlearnkit rum -r runs/orig -f f.json --methods none,finetune,salun --set high.lr=0.05 -o runs/rum",
+    "unlearnkit rum -r runs/orig -f f.json --variant rum --candidates finetune,salun -o runs/rum-search",
+))
 def rum_cmd(
-    run: Path = typer.Option(..., "--run", help="Run directory of the original model."),
-    forget: Path = typer.Option(..., "--forget", help="Forget-set file (.txt or .json)."),
+    run: Path = typer.Option(..., "--run", "-r", help="Run directory of the original model."),
+    forget: Path = typer.Option(..., "--forget", "-f", help="Forget-set file (.txt or .json)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to create."),
     refine_by: str = typer.Option(
         "memorization", "--refine-by", help="Score column of RUN/scores.parquet, or centroid_distance (ES-based)."

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import typer
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples
 
 
-@app.command("train-sisa")
+@app.command("train-sisa", epilog=examples(
+    "unlearnkit train-sisa --dataset digits --model mlp --shards 5 --slices 5 --out runs/sisa",
+    "unlearnkit unlearn --run runs/sisa --forget f.json --method sisa --out runs/sisa-u",
+))
 def train_sisa_cmd(
     dataset: str = typer.Option("digits", "--dataset", "-d", help="Registered dataset name."),
     model: str = typer.Option("mlp", "--model", "-m", help="Registered base model of every shard."),

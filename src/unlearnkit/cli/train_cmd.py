@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples, flag
 from unlearnkit.errors import UnlearnkitError
 
 
@@ -21,7 +21,11 @@ def parse_key_values(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
-@app.command()
+@app.command(epilog=examples(
+    "unlearnkit train --dataset digits --model mlp --epochs 15 --out runs/orig",
+    "unlearnkit train -d fashion-mnist -m cnn --epochs 3 --out runs/fm-cnn",
+    "unlearnkit train -d cifar10 -m resnet18 -O pad32=false --augment --device cuda --out runs/c10",
+))
 def train(
     dataset: str = typer.Option("digits", "--dataset", "-d", help="Registered dataset name."),
     model: str = typer.Option("mlp", "--model", "-m", help="Registered model name."),
@@ -32,7 +36,7 @@ def train(
     optimizer: str = typer.Option("sgd", "--optimizer", help="sgd | adamw"),
     schedule: str = typer.Option("cosine", "--schedule", help="cosine | step | constant"),
     weight_decay: float = typer.Option(5e-4, "--weight-decay"),
-    augment: bool = typer.Option(False, "--augment", help="Random crop (pad 4) + horizontal flip."),
+    augment: bool = flag("--augment", help="Random crop (pad 4) + horizontal flip."),
     seed: int = typer.Option(0, "--seed"),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the validation split."),
     val_fraction: float = typer.Option(0.1, "--val-fraction"),

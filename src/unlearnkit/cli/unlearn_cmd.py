@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples
 from unlearnkit.errors import UnlearnkitError
 
 
@@ -43,11 +43,28 @@ def parse_sets(items: list[str] | None, method: str) -> dict[str, Any]:
     return out
 
 
-@app.command()
+def describe_params(run: Any, forget: Any, method: str, resolved: dict[str, Any], overrides: dict[str, Any]) -> str:
+    """One line: which preset (or the class defaults) applied, and the resolved hyperparameters."""
+    from unlearnkit.methods.presets import lookup
+
+    _, source, prov = lookup(run.data.name, method, (run.meta.get("model") or {}).get("name"), forget.kind)
+    where = f"preset {source}" if source else "class defaults (no preset applies)"
+    if overrides:
+        where += f", overridden by --set {', '.join(overrides)}"
+    note = f"; note: tuned setting equals {prov['collapsed_to']}" if prov.get("collapsed_to") else ""
+    values = ", ".join(f"{k}={v}" for k, v in resolved.items())
+    return f"{method} hyperparameters ({where}{note}): {values}"
+
+
+@app.command(epilog=examples(
+    "unlearnkit unlearn --run runs/orig --forget f.json --method retrain --out runs/retrain",
+    "unlearnkit unlearn -r runs/orig -f f.json --method salun --set lr=0.05 --set epochs=3 -o runs/salun",
+    "unlearnkit methods salun   (its hyperparameters, defaults and presets)",
+))
 def unlearn(
-    run: Path = typer.Option(..., "--run", help="Run directory of the original model."),
+    run: Path = typer.Option(..., "--run", "-r", help="Run directory of the original model."),
     forget: Path = typer.Option(..., "--forget", "-f", help="Forget file (.txt or .json)."),
-    method: str = typer.Option(..., "--method", "-m", help="Registered unlearning method."),
+    method: str = typer.Option(..., "--method", help="Registered unlearning method (`unlearnkit methods` lists them)."),
     sets: list[str] = typer.Option(None, "--set", help="Hyperparameter override key=value (repeatable)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to create for the unlearned model."),
     seed: int = typer.Option(0, "--seed"),
@@ -70,6 +87,7 @@ def unlearn(
     fp = fs.positions(data)
     rp = retain_positions(original, fp)
     info = res.extra["unlearn"]
+    console.print(describe_params(original, fs, method, info["params"], params))
     console.print(
         f"{method} on {len(fs)} forget examples: forget {accuracy(res.model, data.x_train[fp], data.y_train[fp]):.4f}  "
         f"retain {accuracy(res.model, data.x_train[rp], data.y_train[rp]):.4f}  "
@@ -78,12 +96,18 @@ def unlearn(
     )
 
 
-@app.command()
+@app.command(epilog=examples(
+    "unlearnkit tune --run runs/orig --method finetune --out tuned.json",
+    "unlearnkit tune -r runs/orig --method salun --like f-high.json --grid wide --max-cost 0.2 -o tuned.json",
+    "unlearnkit tune -r runs/orig --method salun --avoid f.json --update-preset my-presets.json -o tuned.json",
+))
 def tune(
-    run: Path = typer.Option(..., "--run", help="Run directory of the original model."),
-    method: str = typer.Option(..., "--method", "-m", help="Registered unlearning method."),
-    grid: str = typer.Option("small", "--grid", help="Grid to search: small (the method's 6-12 points)."),
-    val_size: int = typer.Option(None, "--val-size", help="Size of the validation forget set (default 10%)."),
+    run: Path = typer.Option(..., "--run", "-r", help="Run directory of the original model."),
+    method: str = typer.Option(..., "--method", help="Registered unlearning method (`unlearnkit methods` lists them)."),
+    like: Path = typer.Option(None, "--like", help="Tune on a set matched to this forget set's difficulty (disjoint from it)."),
+    grid: str = typer.Option("small", "--grid", help="small (the method's 6-12 points) or wide (lr 1e-4..1e-1 x epochs x the method's own)."),
+    max_cost: float = typer.Option(None, "--max-cost", help="Most examples a setting may process, as a fraction of retraining's (e.g. 0.2)."),
+    val_size: int = typer.Option(None, "--val-size", help="Size of a random validation forget set (default 10%; not with --like)."),
     val_seed: int = typer.Option(1000, "--val-seed", help="Seed of the validation forget set."),
     avoid: list[Path] = typer.Option(None, "--avoid", help="Forget file(s) the validation set must not overlap."),
     seed: int = typer.Option(0, "--seed", help="Seed of the unlearning and reference runs."),
@@ -93,41 +117,57 @@ def tune(
     device: str = DEVICE,
     quiet: bool = QUIET,
 ) -> None:
-    """Grid-search a method's hyperparameters by ToW on a validation forget set."""
+    """Search a method's hyperparameters by ToW on a validation forget set (matched to --like's difficulty)."""
     import numpy as np
 
+    from unlearnkit.data import load_forget
     from unlearnkit.io import read_index_file
     from unlearnkit.methods import METHODS
+    from unlearnkit.methods.presets import ANY, load_presets, preset_kind
     from unlearnkit.meta.tune import GRIDS, tune as tune_method, update_preset, write_tune
     from unlearnkit.runs import load_run
 
     if grid not in GRIDS:
         raise UnlearnkitError(f"unknown grid '{grid}'; choose from: {', '.join(GRIDS)}")
+    if max_cost is not None and not max_cost > 0:
+        raise UnlearnkitError(f"--max-cost must be > 0 (a fraction of retraining's examples), got {max_cost}")
     METHODS.get(method)
+    if update_preset_file is not None and update_preset_file.exists():
+        load_presets(path=update_preset_file)  # a bad preset file fails before any training
     original = load_run(run, data_root=data_root)
+    target = load_forget(like, original.data) if like is not None else None
     avoided = np.concatenate([read_index_file(p)[0] for p in avoid]) if avoid else None
     res = tune_method(
-        original, method, val_size=val_size, val_seed=val_seed, avoid=avoided, seed=seed,
-        device=device, quiet=quiet, reference_dir=out.parent,
+        original, method, grid=grid, like=target, max_cost=max_cost, val_size=val_size, val_seed=val_seed,
+        avoid=avoided, seed=seed, device=device, quiet=quiet, reference_dir=out.parent,
     )
     write_tune(out, res)
+    kind = preset_kind(target.kind) if target is not None else ANY
     if update_preset_file is not None:
-        command = "unlearnkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        update_preset(update_preset_file, res, dataset=original.data.name,
-                      model=f"{original.meta['model']['name']} {original.meta['model'].get('kwargs', {})}",
-                      command=command, train=original.meta.get("train"))
-    table = Table(title=f"tune {method}: validation forget set of {len(res.val_forget)} (seed {val_seed})")
+        command = "unlearnkit " + " ".join(shlex.quote(Path(a).name if "/" in a else a) for a in sys.argv[1:])
+        update_preset(update_preset_file, res, dataset=original.data.name, model=original.meta["model"]["name"],
+                      kind=kind, command=command, train=original.meta.get("train"))
+    v = res.val_forget
+    how = f"matched to {like.name} ({v.meta['match']})" if target is not None else "random"
+    table = Table(title=f"tune {method}: validation forget set of {len(v)}, {how}; {len(res.table)} settings run")
     keys = list(res.chosen)
-    for col in [*keys, "forget", "retain", "val", "ToW", "work/retrain"]:
+    for col in [*keys, "forget", "retain", "val", "ToW", "cost"]:
         table.add_column(col, justify="right")
     ref = res.reference
     table.add_row(*(["retrain"] + [""] * (len(keys) - 1)), f"{ref['forget']:.4f}", f"{ref['retain']:.4f}",
                   f"{ref['val']:.4f}", "1", "1")
-    for r in res.table.to_dict(orient="records"):
+    shown = res.table.head(15)
+    for r in shown.to_dict(orient="records"):
         if r.get("error"):
             table.add_row(*[str(r[k]) for k in keys], "", "", "", "failed", "")
             continue
+        cost = f"{r['cost']:.3f}" + ("" if r["eligible"] else " >cap")
         table.add_row(*[str(r[k]) for k in keys], f"{r['forget_acc']:.4f}", f"{r['retain_acc']:.4f}",
-                      f"{r['val_acc']:.4f}", f"{r['tow']:.4f}", f"{r['work_vs_retrain']:.3f}")
+                      f"{r['val_acc']:.4f}", f"{r['tow']:.4f}", cost)
     console.print(table)
-    console.print(f"chosen {res.chosen} (ToW {res.tow:.4f}) -> {out}")
+    if len(res.table) > len(shown):
+        console.print(f"({len(res.table) - len(shown)} more settings in {out})")
+    console.print(f"chosen {res.chosen} (ToW {res.tow:.4f}, cost {res.cost:.3f} of retraining) -> {out}")
+    if res.collapsed_to:
+        console.print(f"warning: the chosen {method} setting behaves exactly like {res.collapsed_to} "
+                      f"(flagged as collapsed_to in the output{' and the preset' if update_preset_file else ''})")
