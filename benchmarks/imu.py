@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from unlearnkit import TrainConfig, UnlearnkitError, load_dataset, train_run
 from unlearnkit.data import ForgetSet
-from unlearnkit.methods import METHODS, unlearn
+from unlearnkit.methods import METHODS, unlearn_from_run
 from unlearnkit.methods.imu import model_influence
 from unlearnkit.metrics import tug_of_war
 from unlearnkit.training import accuracy
@@ -76,7 +76,7 @@ def best_of_grid(orig, fs, method, data, pos, ref_acc, seed) -> tuple[str, dict[
     for values in itertools.product(*grid.values()):
         params = dict(zip(grid, values))
         try:
-            out = unlearn(orig, fs, method, params, seed=seed, device="cpu")
+            out = unlearn_from_run(orig, fs, method, params, seed=seed, device="cpu")
         except UnlearnkitError:  # gradient ascent diverged (NaN/inf loss) at this point
             continue
         acc = split_accuracies(out.model, data, pos)
@@ -131,7 +131,7 @@ def main() -> None:
             ref_acc = split_accuracies(ref.model, data, pos)
             rows = [("original", split_accuracies(orig.model, data, pos), float("nan")), ("retrain", ref_acc, ref_s)]
             for m in methods:
-                out = unlearn(orig, fs, m, seed=args.seed, device="cpu")
+                out = unlearn_from_run(orig, fs, m, seed=args.seed, device="cpu")
                 rows.append((m, split_accuracies(out.model, data, pos), out.seconds))
             if args.grid:
                 for m in methods:

@@ -26,8 +26,8 @@ import torch
 
 from unlearnkit import TrainConfig, load_dataset, train_run
 from unlearnkit.data import ForgetSet
-from unlearnkit.methods import METHODS, retain_positions, unlearn
-from unlearnkit.methods.tune import validation_forget_set
+from unlearnkit.methods import METHODS, retain_positions, unlearn_from_run
+from unlearnkit.meta.tune import validation_forget_set
 from unlearnkit.metrics import mia_efficacy, tug_of_war
 from unlearnkit.training import predict_logits
 
@@ -90,12 +90,12 @@ def main() -> None:
               f"{args.epochs} epochs (lr {args.lr}, {run.meta['results']['seconds']:.1f} s); forget set {len(forget)} "
               f"random (disjoint from tune's validation set); {torch.get_num_threads()} threads; seed {args.seed}")
         t0 = time.perf_counter()
-        ref = unlearn(run, forget, "retrain", seed=args.seed)
+        ref = unlearn_from_run(run, forget, "retrain", seed=args.seed)
         ref_m = measure(ref.model, data, fp, rp, args.mia_per_side, args.seed)
         orig_m = measure(run.model, data, fp, rp, args.mia_per_side, args.seed)
         rows = [("original", orig_m, float("nan"), 0)]
         for m in args.methods:
-            out = unlearn(run, forget, m, seed=args.seed)
+            out = unlearn_from_run(run, forget, m, seed=args.seed)
             rows.append((m, measure(out.model, data, fp, rp, args.mia_per_side, args.seed), out.seconds, out.examples_processed))
         rows.insert(0, ("retrain", ref_m, ref.seconds, ref.examples_processed))
     head = f"{'method':16s} {'forget':>7s} {'retain':>7s} {'test':>7s} {'ToW':>7s} {'MIA':>7s} {'MIA gap':>8s} {'seconds':>8s} {'time/RT':>8s} {'work/RT':>8s}"

@@ -27,7 +27,7 @@ import torch
 
 from unlearnkit import TrainConfig, load_dataset, train_run
 from unlearnkit.data import ForgetSet
-from unlearnkit.methods import unlearn
+from unlearnkit.methods import unlearn_from_run
 from unlearnkit.methods.sisa import slice_epochs, train_sisa
 from unlearnkit.training import accuracy
 
@@ -77,10 +77,10 @@ def main() -> None:
             run.model.aggregation = "mean"
             mean = accuracy(run.model, data.x_test, data.y_test)
             run.model.aggregation = "vote"
-            ones = [unlearn(run, fs, "sisa", device="cpu") for fs in singles]
+            ones = [unlearn_from_run(run, fs, "sisa", device="cpu") for fs in singles]
             one_s = float(np.mean([o.seconds for o in ones]))
             one_work = float(np.mean([o.examples_processed for o in ones]))
-            out = unlearn(run, batch, "sisa", device="cpu")
+            out = unlearn_from_run(run, batch, "sisa", device="cpu")
             t0 = time.perf_counter()
             train_run(data, args.model, cfg, Path(tmp) / f"retrain{s}", model_kwargs=kw, exclude=singles[0].indices)
             retrain_s = time.perf_counter() - t0

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from unlearnkit import UnlearnkitError
 from unlearnkit.data import ForgetSet
-from unlearnkit.methods import METHODS, unlearn
+from unlearnkit.methods import METHODS, unlearn_from_run
 from unlearnkit.methods.imu import Imu, imu_weights, influence_table, model_influence
 from unlearnkit.training import accuracy, predict_logits
 
@@ -62,8 +62,8 @@ def test_imu_lowers_forget_accuracy_retain_free_and_seeded(digits_run, digits, m
     run = Imu.run
     monkeypatch.setattr(Imu, "run", lambda self, ctx, p: seen.append(ctx.retain) or run(self, ctx, p))
     before = accuracy(digits_run.model, digits.x_train[pos], digits.y_train[pos])
-    a = unlearn(digits_run, fs, "imu", seed=1)
-    b = unlearn(digits_run, fs, "imu", seed=1)
+    a = unlearn_from_run(digits_run, fs, "imu", seed=1)
+    b = unlearn_from_run(digits_run, fs, "imu", seed=1)
     after = accuracy(a.model, digits.x_train[pos], digits.y_train[pos])
     assert before > 0.9 and after < before - 0.3
     assert seen == [None, None] and not METHODS.get("imu").needs_retain
@@ -78,15 +78,15 @@ def test_imu_lowers_forget_accuracy_retain_free_and_seeded(digits_run, digits, m
 def test_recompute_modes_uniform_ablation_and_all_layers(digits_run, digits):
     fs = ForgetSet(digits.index_train[:100].numpy())
     base = {"epochs": 2, "batch_size": 32}
-    runs = {r: unlearn(digits_run, fs, "imu", {**base, "recompute": r}) for r in ("once", "epoch", "step")}
+    runs = {r: unlearn_from_run(digits_run, fs, "imu", {**base, "recompute": r}) for r in ("once", "epoch", "step")}
     assert runs["once"].extra["influence_computations"] == 1
     assert runs["epoch"].extra["influence_computations"] == 2
     assert runs["step"].extra["influence_computations"] == runs["step"].extra["steps"]
-    uni = unlearn(digits_run, fs, "imu_uniform", {**base, "recompute": "once"})
+    uni = unlearn_from_run(digits_run, fs, "imu_uniform", {**base, "recompute": "once"})
     assert uni.extra["kept"] == runs["once"].extra["kept"] < len(fs)
     x = digits.x_test
     assert not torch.equal(predict_logits(uni.model, x), predict_logits(runs["once"].model, x))
-    full = unlearn(digits_run, fs, "imu", {**base, "all_layers": True})
+    full = unlearn_from_run(digits_run, fs, "imu", {**base, "all_layers": True})
     key = "body.1.weight"
     assert not torch.equal(full.model.state_dict()[key], digits_run.model.state_dict()[key])
     table = influence_table(digits_run.model, digits.x_train[:100], digits.y_train[:100], fs.indices)
@@ -107,6 +107,6 @@ def test_no_negative_influence_is_an_error(digits_run, digits):
     run = dataclasses.replace(digits_run, model=model)
     fs = ForgetSet(digits.index_train[sure].numpy()[:20])
     with pytest.raises(UnlearnkitError, match="no forget example has negative influence"):
-        unlearn(run, fs, "imu")
+        unlearn_from_run(run, fs, "imu")
     with pytest.raises(UnlearnkitError, match="no forget example has negative influence"):
-        unlearn(run, fs, "imu_uniform")
+        unlearn_from_run(run, fs, "imu_uniform")

@@ -7,7 +7,7 @@ import pytest
 from unlearnkit import TrainConfig, UnlearnkitError, train_run
 from unlearnkit.data import ForgetSet, save_forget
 from unlearnkit.meta.instance import analyze_instances, hard_classifier_auc, true_label_probability
-from unlearnkit.methods import unlearn
+from unlearnkit.methods import unlearn_from_run
 
 METHODS = ["retrain", "finetune"]
 PARAMS = {"finetune": {"epochs": 1}}
@@ -60,8 +60,8 @@ def test_difficulty_is_distance_to_retrained_references(setup):
     pos = forget.positions(run.data)
     x, y = run.data.x_train[pos], run.data.y_train[pos]
     # References are retrain with seeds 0..S-1; methods run with seeds S..2S-1.
-    refs = np.mean([true_label_probability(unlearn(run, forget, "retrain", seed=s).model, x, y) for s in range(2)], 0)
-    ft = np.mean([true_label_probability(unlearn(run, forget, "finetune", PARAMS["finetune"], seed=s).model, x, y)
+    refs = np.mean([true_label_probability(unlearn_from_run(run, forget, "retrain", seed=s).model, x, y) for s in range(2)], 0)
+    ft = np.mean([true_label_probability(unlearn_from_run(run, forget, "finetune", PARAMS["finetune"], seed=s).model, x, y)
                   for s in (2, 3)], 0)
     got = res.instances[res.instances["method"] == "finetune"].set_index("index").loc[forget.indices]
     np.testing.assert_allclose(got["p_retrained"], refs, rtol=1e-5, atol=1e-7)

@@ -3,8 +3,6 @@ the original left untouched, bad input, and the pieces (masks, Woodbury, relabel
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -12,9 +10,9 @@ import torch
 from unlearnkit.data import ForgetSet
 from unlearnkit.data.forget import class_forget_set, random_forget_set
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.methods import METHODS, preset_for, unlearn, unlearn_run
+from unlearnkit.methods import METHODS, unlearn_from_run, unlearn_run
 from unlearnkit.methods.common import random_wrong_labels
-from unlearnkit.methods.tune import tune, validation_forget_set
+from unlearnkit.meta.tune import tune, validation_forget_set
 from unlearnkit.training import accuracy
 
 # Per method: (tolerance on the forget-accuracy gap to retraining, tolerance on the test-accuracy
@@ -56,7 +54,7 @@ def forget(digits) -> ForgetSet:
 
 @pytest.fixture(scope="module")
 def retrained(digits_run, forget):
-    return unlearn(digits_run, forget, "retrain", seed=0)
+    return unlearn_from_run(digits_run, forget, "retrain", seed=0)
 
 
 def test_every_method_is_registered_with_its_contract():
@@ -80,7 +78,7 @@ def test_retrain_is_exact_and_seeded(digits_run, forget, retrained, tmp):
 def test_method_moves_forget_accuracy_toward_retrain(method, digits_run, forget, retrained):
     data = digits_run.data
     before = snapshot(digits_run.model)
-    out = unlearn(digits_run, forget, method, seed=0)
+    out = unlearn_from_run(digits_run, forget, method, seed=0)
     assert same_weights(snapshot(digits_run.model), before), "the original model was modified"
     assert not same_weights(snapshot(out.model), before), "the method did nothing"
     assert out.examples_processed >= len(forget)
@@ -93,17 +91,17 @@ def test_method_moves_forget_accuracy_toward_retrain(method, digits_run, forget,
 @pytest.mark.parametrize("method", APPROX)
 def test_same_seed_same_weights(method, digits_run, forget):
     cheap = {} if method == "influence" else {"epochs": 1}
-    a = unlearn(digits_run, forget, method, cheap, seed=3).model
-    b = unlearn(digits_run, forget, method, cheap, seed=3).model
+    a = unlearn_from_run(digits_run, forget, method, cheap, seed=3).model
+    b = unlearn_from_run(digits_run, forget, method, cheap, seed=3).model
     assert same_weights(snapshot(a), snapshot(b))
 
 
 def test_whole_training_set_refused_by_retain_methods_named(digits_run, digits):
     everything = ForgetSet(digits.index_train.numpy())
     with pytest.raises(UnlearnkitError, match="retain-free methods: .*boundary_shrink.*neggrad"):
-        unlearn(digits_run, everything, "finetune")
+        unlearn_from_run(digits_run, everything, "finetune")
     for method in ("neggrad", "boundary_shrink"):
-        assert unlearn(digits_run, everything, method, {"epochs": 1}).examples_processed > 0
+        assert unlearn_from_run(digits_run, everything, method, {"epochs": 1}).examples_processed > 0
 
 
 @pytest.mark.parametrize(
@@ -124,7 +122,7 @@ def test_bad_input_is_one_line_error(digits_run, digits, indices, params, messag
         indices = (digits.index_val if indices == "val" else digits.index_train)[:2].tolist()
     method = "neggrad_plus"
     with pytest.raises(UnlearnkitError, match=message) as e:
-        unlearn(digits_run, ForgetSet(indices), method, params)
+        unlearn_from_run(digits_run, ForgetSet(indices), method, params)
     assert "\n" not in str(e.value)
 
 
@@ -148,11 +146,13 @@ def test_salun_mask_keeps_the_largest_saliency(digits_run, forget):
     from unlearnkit.methods.api import retain_positions
     from unlearnkit.methods.base import MethodContext
     from unlearnkit.methods.salun import saliency_mask
+    from unlearnkit.task import Task
 
     import copy
 
     fp = forget.positions(digits_run.data)
-    ctx = MethodContext(copy.deepcopy(digits_run.model), digits_run.data, fp, retain_positions(digits_run, fp), digits_run)
+    model = copy.deepcopy(digits_run.model)
+    ctx = MethodContext(model, digits_run.model, Task(model), digits_run.data, fp, retain_positions(digits_run, fp))
     masks = saliency_mask(ctx, 0.3, 64)
     model = copy.deepcopy(digits_run.model)
     x, y = digits_run.data.x_train[fp], digits_run.data.y_train[fp]
@@ -189,8 +189,8 @@ def test_per_example_gradients_match_autograd(digits_run):
 
 def test_l1_sparse_differs_from_finetune_by_its_penalty(digits_run, forget):
     p = {"lr": 0.01, "epochs": 1}
-    ft = unlearn(digits_run, forget, "finetune", p).model
-    l1 = unlearn(digits_run, forget, "l1_sparse", {**p, "alpha": 1e-3}).model
+    ft = unlearn_from_run(digits_run, forget, "finetune", p).model
+    l1 = unlearn_from_run(digits_run, forget, "l1_sparse", {**p, "alpha": 1e-3}).model
     norm = lambda m: sum(float(w.detach().abs().sum()) for w in m.parameters())  # noqa: E731
     assert norm(l1) < norm(ft)
 
@@ -219,28 +219,3 @@ def test_forget_set_builders(digits):
             random_forget_set(digits, bad, seed=0)
     with pytest.raises(UnlearnkitError, match="unknown class"):
         class_forget_set(digits, 10)
-
-
-def test_tune_selects_by_tow_on_a_disjoint_validation_set(digits_run, forget, tmp):
-    grid = {"lr": [0.01, 0.05], "epochs": [1]}
-    res = tune(digits_run, "finetune", grid=grid, val_size=60, avoid=forget.indices, reference_dir=tmp)
-    assert len(res.table) == 2 and res.chosen["lr"] in (0.01, 0.05) and res.chosen["epochs"] == 1
-    assert res.tow == res.table["tow"].max() and 0 < res.tow <= 1
-    assert not set(res.val_forget.indices) & set(forget.indices)
-    assert len(list(tmp.glob("tune-reference-*"))) == 1  # the reference run is cached on disk
-    again = tune(digits_run, "finetune", grid=grid, val_size=60, avoid=forget.indices, reference_dir=tmp)
-    assert again.chosen == res.chosen and again.reference == res.reference
-    json.dumps(res.to_dict())
-    with pytest.raises(UnlearnkitError, match="nothing|no hyperparameters"):
-        tune(digits_run, "retrain")
-    v = validation_forget_set(digits_run, 30, seed=5)
-    assert v.meta["seed"] == 5 and len(v) == 30
-
-
-def test_presets_ignore_metadata_keys():
-    assert preset_for("digits", "_provenance") == {}
-    for method, values in json.loads(
-        (__import__("importlib.resources").resources.files("unlearnkit") / "presets" / "digits.json").read_text()
-    ).items():
-        if not method.startswith("_"):
-            METHODS.get(method).resolve_params("digits", values)  # every shipped preset validates

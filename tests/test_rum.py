@@ -14,7 +14,7 @@ from pydantic import Field
 
 from unlearnkit import UnlearnkitError, load_run
 from unlearnkit.data import ForgetSet, save_forget
-from unlearnkit.meta import refine, rum, rum_run, validation_forget
+from unlearnkit.meta import refine, rum, rum_run
 from unlearnkit.meta.rum import weights_sha256
 from unlearnkit.methods import METHODS, Method, MethodOutput, Params
 
@@ -29,6 +29,7 @@ class ProbeParams(Params):
 class Probe(Method):
     """Records its input weights, forget and retain rows; shifts the head bias by ``shift``."""
 
+    requires = frozenset({"retain"})
     Params = ProbeParams
 
     def run(self, ctx, params):
@@ -52,7 +53,7 @@ class AscentParams(Params):
 class Ascent(Method):
     """A few full-batch gradient-ascent steps on the forget rows (a real, retain-free unlearner)."""
 
-    needs_retain = False
+    requires = frozenset()
     Params = AscentParams
 
     def run(self, ctx, params):
@@ -209,22 +210,6 @@ def test_methods_and_params_per_group(run, forget):
         rum(run, forget, methods="rum_test_probe", params={"high": {"shift": -1.0}})
     with pytest.raises(UnlearnkitError, match="unknown group"):
         rum(run, forget, methods="rum_test_probe", order=["low", "medium", "top"])
-
-
-def test_validation_forget_set_matches_s(run, forget, scores):
-    val = validation_forget(run, forget, scores, "memorization", seed=0)
-    assert len(val) == len(forget) and not set(val.indices.tolist()) & set(forget.indices.tolist())
-    y = pd.Series(run.data.y_train.numpy(), index=run.data.index_train.numpy())
-    assert y.loc[val.indices].value_counts().sort_index().equals(y.loc[forget.indices].value_counts().sort_index())
-    # examples without a finite score (memorization never held out) are never picked
-    holes = scores.assign(memorization=scores["memorization"].where(~scores["index"].isin(val.indices)))
-    again = validation_forget(run, forget, holes, "memorization", seed=0)
-    assert len(again) == len(forget) and not set(again.indices.tolist()) & set(val.indices.tolist())
-    # a high-memorization S gets a high-memorization validation set
-    s = scores.set_index("index")["memorization"]
-    top = ForgetSet(s.nlargest(60).index.to_numpy())
-    vtop = validation_forget(run, top, scores, "memorization")
-    assert s.loc[vtop.indices].mean() > s.quantile(0.8)
 
 
 def test_rum_variant_searches_candidates(run, forget):

@@ -6,7 +6,7 @@ import torch
 
 from unlearnkit import TrainConfig, UnlearnkitError, load_run
 from unlearnkit.data import ForgetSet
-from unlearnkit.methods import unlearn, unlearn_run
+from unlearnkit.methods import unlearn_from_run, unlearn_run
 from unlearnkit.methods.sisa import SHARDS_JSON, checkpoint_path, slice_epochs, train_sisa
 from unlearnkit.models.ensemble import SisaEnsemble
 
@@ -86,15 +86,15 @@ def test_chained_unlearning_and_bad_requests(sisa, digits, digits_run):
     run, forget, child, root = sisa
     parent = load_run(child.path, data=digits)
     with pytest.raises(UnlearnkitError, match="in no shard"):  # already forgotten
-        unlearn(parent, ForgetSet(forget[:1]), "sisa")
+        unlearn_from_run(parent, ForgetSet(forget[:1]), "sisa")
     other = shards_json(child.path)["shards"][2]["slices"][1][0]
     grand = unlearn_run(parent, ForgetSet([other]), "sisa", root / "grand")
     assert grand.extra["unlearn"]["extra"]["retrained_shards"] == [2]
     assert all(other not in sh["seen"] for sh in shards_json(grand.path)["shards"])
     with pytest.raises(UnlearnkitError, match="not trained with SISA; use `unlearnkit train-sisa`"):
-        unlearn(digits_run, ForgetSet(forget[:1]), "sisa")
+        unlearn_from_run(digits_run, ForgetSet(forget[:1]), "sisa")
     with pytest.raises(UnlearnkitError, match="no single linear head"):
-        unlearn(parent, ForgetSet([other]), "imu")
+        unlearn_from_run(parent, ForgetSet([other]), "imu")
 
 
 def test_excluded_index_is_in_no_shard(digits, tmp):
@@ -104,7 +104,7 @@ def test_excluded_index_is_in_no_shard(digits, tmp):
     seen = set().union(*(sh["seen"] for sh in shards_json(run.path)["shards"]))
     assert not seen & set(excl.tolist()) and len(seen) == digits.n_train - 30
     with pytest.raises(UnlearnkitError, match="in no shard"):
-        unlearn(run, ForgetSet(excl[:2]), "sisa")
+        unlearn_from_run(run, ForgetSet(excl[:2]), "sisa")
 
 
 class Fixed(torch.nn.Module):

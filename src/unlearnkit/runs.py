@@ -26,7 +26,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from unlearnkit._version import __version__
-from unlearnkit.data import DataBundle, load_dataset
+from unlearnkit.data import DATASETS, DataBundle, load_dataset
+from unlearnkit.data.base import check_bundle_matches
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import atomic_dir, read_json, sha256_file, sha256_indices, write_json, write_parquet
 from unlearnkit.models import Classifier, build_model
@@ -177,8 +178,15 @@ def load_run(
     """
     path = Path(path)
     meta = load_meta(path)
+    spec = meta.get("dataset") or {}
     if data is None:
+        if spec.get("in_memory") and spec.get("name") not in DATASETS:
+            raise UnlearnkitError(
+                f"{path}: trained on in-memory data '{spec.get('name')}' (not a registered dataset); "
+                "pass the same bundle: load_run(path, data=bundle)"
+            )
         data = load_data_for(meta, path, data_root)
+    check_bundle_matches(spec, data, str(path))
     model = new_model(meta["model"]["name"], data, meta["model"].get("kwargs", {}))
     load_weights(path, meta, model)
     model.to(resolve_device(device)).eval()

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.models.base import find_head, head_inputs
 from unlearnkit.progress import progress_bar
 
 
@@ -276,10 +277,19 @@ def predict_logits(
 
 
 def predict_embeddings(
-    model: nn.Module, x: torch.Tensor, batch_size: int = 1024, device: torch.device | str | None = None
+    model: nn.Module, x: torch.Tensor, batch_size: int = 1024, device: torch.device | str | None = None,
+    features: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Penultimate embeddings ``model.embed(x)`` ``[n, d]`` (float32, CPU), in batches."""
-    return _in_batches(model.embed, model, x, batch_size, device)
+    """Penultimate features ``[n, d]`` (float32, CPU), in batches, in eval mode.
+
+    ``features(xb)`` computes them for a batch (e.g. :meth:`unlearnkit.task.Task.features`);
+    default: the input of ``model``'s head (``model.embed`` for the built-in models,
+    else a hook on the last ``nn.Linear``: :func:`unlearnkit.models.base.head_inputs`).
+    """
+    if features is None:
+        head = find_head(model)[1]
+        features = lambda xb: head_inputs(model, head, xb)  # noqa: E731
+    return _in_batches(features, model, x, batch_size, device)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:

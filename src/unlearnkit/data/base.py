@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from unlearnkit.errors import UnlearnkitError
+
+if TYPE_CHECKING:  # imported where used, so that listing datasets does not load torch
+    import torch
 
 
 @dataclass
@@ -18,7 +20,9 @@ class DataBundle:
     """Train / validation / test tensors of one dataset.
 
     ``x_*`` are float32 tensors ``[n, *input_shape]`` (images ``[n, C, H, W]``,
-    tabular ``[n, d]``) or int64 token ids ``[n, L]`` for text (0 = padding).
+    tabular ``[n, d]``) or int64 token ids ``[n, L]`` for text (0 = padding); for a
+    bundle over torch Datasets (:func:`as_bundle`) they are :class:`LazyRows`, which
+    index and split like tensors and read rows only on ``.to(device)``.
     ``y_*`` are int64 labels in ``[0, num_classes)``.
     ``index_train`` / ``index_val`` are int64 positions in the dataset's
     original training set; ``index_train`` is sorted ascending. Forget and
@@ -103,19 +107,33 @@ def make_bundle(
     x_test: np.ndarray | torch.Tensor,
     y_test: np.ndarray | torch.Tensor,
     *,
-    val_fraction: float,
-    split_seed: int,
+    val_fraction: float = 0.0,
+    split_seed: int = 0,
     num_classes: int | None = None,
     spec: dict[str, Any] | None = None,
     state: dict[str, Any] | None = None,
 ) -> DataBundle:
-    """Carve the validation split out of the full training set and build the bundle."""
+    """A :class:`DataBundle` from in-memory arrays ``x [n, ...]``, ``y [n]`` (integer labels).
+
+    Every training row stays a training row unless ``val_fraction > 0`` asks for a
+    validation split (then those rows' indices are refused as forget indices, and a
+    model trained on all of ``x_train`` must not be unlearned with this bundle).
+    ``spec`` records name, split and a fingerprint of the labels, so a run trained on
+    it is loaded back with ``load_run(path, data=bundle)``
+    (:func:`check_bundle_matches` refuses a different bundle).
+    """
+    import torch
+
     xt = torch.as_tensor(x_train)
-    yt = torch.as_tensor(y_train, dtype=torch.int64)
+    yt = as_labels(y_train, "y_train")
+    yte = as_labels(y_test, "y_test")
+    xte = torch.as_tensor(x_test)
+    for what, x, y in (("train", xt, yt), ("test", xte, yte)):
+        if len(x) != len(y):
+            raise UnlearnkitError(f"make_bundle: x_{what} has {len(x)} rows but y_{what} has {len(y)}")
     tr, va = split_validation(len(yt), val_fraction, split_seed)
-    if num_classes is None:
-        num_classes = int(max(int(yt.max()), int(torch.as_tensor(y_test).max())) + 1)
-    return DataBundle(
+    num_classes = check_num_classes(num_classes, yt, yte)
+    bundle = DataBundle(
         name=name,
         x_train=xt[tr],
         y_train=yt[tr],
@@ -123,11 +141,229 @@ def make_bundle(
         x_val=xt[va],
         y_val=yt[va],
         index_val=torch.as_tensor(va, dtype=torch.int64),
-        x_test=torch.as_tensor(x_test),
-        y_test=torch.as_tensor(y_test, dtype=torch.int64),
+        x_test=xte,
+        y_test=yte,
         num_classes=num_classes,
-        spec=dict(spec or {}),
         state=dict(state or {}),
+    )
+    bundle.spec = {**memory_spec(bundle, val_fraction, split_seed), **(spec or {})}
+    return bundle
+
+
+def as_labels(y: Any, what: str) -> torch.Tensor:
+    """``y`` as int64 labels ``[n]``; float labels that are not whole numbers are refused."""
+    import torch
+
+    t = torch.as_tensor(y)
+    if t.dim() != 1:
+        raise UnlearnkitError(f"{what}: labels must be one integer per row, got shape {list(t.shape)}")
+    if t.is_floating_point() and not bool((t == t.round()).all()):
+        raise UnlearnkitError(f"{what}: labels must be integers (class ids), got fractional values")
+    return t.to(torch.int64)
+
+
+def check_num_classes(num_classes: int | None, *labels: torch.Tensor) -> int:
+    """``num_classes`` (default: largest label + 1), checked to cover every label."""
+    present = [y for y in labels if len(y)]
+    lo = min((int(y.min()) for y in present), default=0)
+    hi = max((int(y.max()) for y in present), default=-1)
+    if lo < 0:
+        raise UnlearnkitError(f"labels must be class ids >= 0, got {lo}")
+    if num_classes is None:
+        return max(hi + 1, 2)
+    if hi >= num_classes:
+        raise UnlearnkitError(f"label {hi} is outside num_classes={num_classes} (labels must be 0..{num_classes - 1})")
+    return int(num_classes)
+
+
+def bundle_fingerprint(data: DataBundle) -> str:
+    """sha256 of what identifies a bundle cheaply: split indices, labels, input shape, classes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in (data.index_train, data.y_train, data.index_val, data.y_val, data.y_test):
+        h.update(np.ascontiguousarray(t.numpy(), dtype=np.int64).tobytes())
+    h.update(repr((data.input_shape, data.num_classes)).encode())
+    return h.hexdigest()
+
+
+def memory_spec(data: DataBundle, val_fraction: float, split_seed: int) -> dict[str, Any]:
+    """The ``spec`` of a bundle built in memory (not by a registered loader)."""
+    return {
+        "name": data.name, "val_fraction": val_fraction, "split_seed": split_seed, "options": {},
+        "data_root": None, "in_memory": True, "fingerprint": bundle_fingerprint(data),
+    }
+
+
+def check_bundle_matches(spec: dict[str, Any], data: DataBundle, where: str) -> None:
+    """Refuse ``data`` for a run whose recorded ``spec`` has a different fingerprint."""
+    want = spec.get("fingerprint")
+    if want is not None and want != bundle_fingerprint(data):
+        raise UnlearnkitError(
+            f"{where}: the data passed is not the data the run was trained on ('{spec.get('name')}': "
+            "different split, labels or shape); pass the same bundle"
+        )
+
+
+class LazyRows:
+    """Rows of a map-style ``torch.utils.data.Dataset`` that stand in for an ``x`` tensor ``[n, ...]``.
+
+    Nothing is read until :meth:`to`: indexing gives another ``LazyRows`` (a view
+    over positions), :meth:`split` gives views of consecutive batches, and ``.to(device)``
+    reads those rows (``dataset[i][0]`` each), stacks them and returns the tensor. So
+    the training loop, evaluation and the methods' batch loops hold one batch at a time.
+    ``shape`` / ``dtype`` come from the first item.
+    """
+
+    def __init__(self, dataset: Any, positions: np.ndarray, item_shape: tuple[int, ...], dtype: torch.dtype) -> None:
+        self.dataset = dataset
+        self.positions = np.asarray(positions, dtype=np.int64)
+        self.item_shape = tuple(item_shape)
+        self.dtype = dtype
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.item_shape)
+
+    def dim(self) -> int:
+        return 1 + len(self.item_shape)
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.is_floating_point
+
+    def __getitem__(self, index: Any) -> "LazyRows":
+        import torch
+
+        if isinstance(index, torch.Tensor):
+            index = index.cpu().numpy()
+        pos = self.positions[index]
+        return LazyRows(self.dataset, np.atleast_1d(pos), self.item_shape, self.dtype)
+
+    def split(self, size: int) -> tuple["LazyRows", ...]:
+        return tuple(self[i : i + size] for i in range(0, len(self), size))
+
+    def to(self, device: Any = None, non_blocking: bool = False) -> torch.Tensor:
+        """Read the rows: a tensor ``[len(self), *shape]`` on ``device``."""
+        import torch
+
+        xs = [dataset_item(self.dataset, int(i))[0] for i in self.positions]
+        x = torch.stack(xs) if xs else torch.zeros((0, *self.item_shape), dtype=self.dtype)
+        return x.to(device, non_blocking=non_blocking)
+
+    def cat(self, other: "LazyRows") -> "LazyRows":
+        """The rows of ``self`` then those of ``other`` (same dataset)."""
+        if other.dataset is not self.dataset:
+            raise UnlearnkitError("cannot concatenate rows of two different datasets")
+        return LazyRows(self.dataset, np.concatenate([self.positions, other.positions]), self.item_shape, self.dtype)
+
+
+def cat_rows(a: Any, b: Any) -> Any:
+    """``a`` then ``b`` along the rows: ``torch.cat`` for tensors, :meth:`LazyRows.cat` for views."""
+    import torch
+
+    return a.cat(b) if isinstance(a, LazyRows) else torch.cat([a, b])
+
+
+def dataset_item(dataset: Any, i: int) -> tuple[torch.Tensor, int]:
+    """``dataset[i]`` checked to be an ``(x, y)`` pair: x a tensor, y an integer label."""
+    import torch
+
+    item = dataset[i]
+    if not (isinstance(item, (tuple, list)) and len(item) == 2):
+        raise UnlearnkitError(
+            f"{type(dataset).__name__}[{i}] returned {type(item).__name__}"
+            f"{f' of length {len(item)}' if isinstance(item, (tuple, list)) else ''}, not an (x, y) pair; "
+            "make __getitem__ return (input tensor, integer label)"
+        )
+    x, y = item
+    x = torch.as_tensor(x)
+    y_t = torch.as_tensor(y)
+    if y_t.numel() != 1 or y_t.is_floating_point() or y_t.dtype == torch.bool:
+        raise UnlearnkitError(
+            f"{type(dataset).__name__}[{i}]: the label is {y!r}, not one integer class id; "
+            "make __getitem__ return (input tensor, integer label)"
+        )
+    return x, int(y_t)
+
+
+def dataset_rows(dataset: Any, what: str) -> tuple[LazyRows, torch.Tensor]:
+    """``(LazyRows over every item, labels [n])`` of a map-style Dataset.
+
+    The labels are read once here (each item is loaded and its input dropped, so the
+    inputs are never all in memory).
+    """
+    import torch
+
+    try:
+        n = len(dataset)
+    except TypeError:
+        raise UnlearnkitError(f"{what}: {type(dataset).__name__} has no len(); pass a map-style Dataset") from None
+    if n == 0:
+        return LazyRows(dataset, np.zeros(0, np.int64), (), torch.float32), torch.zeros(0, dtype=torch.int64)
+    x0, _ = dataset_item(dataset, 0)
+    labels = [dataset_item(dataset, i)[1] for i in range(n)]
+    return LazyRows(dataset, np.arange(n), tuple(x0.shape), x0.dtype), torch.as_tensor(labels, dtype=torch.int64)
+
+
+def datasets_bundle(
+    train: Any, test: Any | None = None, *, name: str = "datasets", num_classes: int | None = None
+) -> DataBundle:
+    """A :class:`DataBundle` over map-style torch Datasets (every training item is a training
+    row; no validation split). Inputs are read batch by batch when used."""
+    import torch
+
+    x_train, y_train = dataset_rows(train, "train dataset")
+    if test is not None:
+        x_test, y_test = dataset_rows(test, "test dataset")
+        if len(x_test) and x_test.item_shape != x_train.item_shape:
+            raise UnlearnkitError(
+                f"test items have shape {list(x_test.item_shape)} but training items {list(x_train.item_shape)}"
+            )
+    else:
+        x_test, y_test = x_train[np.zeros(0, np.int64)], torch.zeros(0, dtype=torch.int64)
+    n = len(y_train)
+    if n == 0:
+        raise UnlearnkitError("the training dataset is empty")
+    bundle = DataBundle(
+        name=name, x_train=x_train, y_train=y_train, index_train=torch.arange(n),
+        x_val=x_train[np.zeros(0, np.int64)], y_val=torch.zeros(0, dtype=torch.int64),
+        index_val=torch.zeros(0, dtype=torch.int64), x_test=x_test, y_test=y_test,
+        num_classes=check_num_classes(num_classes, y_train, y_test),
+    )
+    bundle.spec = memory_spec(bundle, 0.0, 0)
+    return bundle
+
+
+def as_bundle(data: Any, num_classes: int | None = None) -> DataBundle:
+    """What the model-first API accepts as ``data``, as a :class:`DataBundle`:
+
+    - a :class:`DataBundle` (returned as is);
+    - tensors or arrays ``(x, y)`` or ``(x, y, x_test, y_test)`` (every row a training row);
+    - map-style torch Datasets ``train`` or ``(train, test)``, each item ``(x, y)``.
+
+    Forget indices then are row numbers of ``x`` / of the training Dataset.
+    """
+    import torch
+    from torch.utils.data import Dataset as TorchDataset
+
+    if isinstance(data, DataBundle):
+        return data
+    if isinstance(data, TorchDataset):
+        return datasets_bundle(data, num_classes=num_classes)
+    if isinstance(data, (tuple, list)):
+        if len(data) in (1, 2) and all(isinstance(d, TorchDataset) for d in data):
+            return datasets_bundle(*data, num_classes=num_classes)
+        if len(data) in (2, 4) and all(isinstance(d, (torch.Tensor, np.ndarray)) for d in data):
+            x, y = data[0], data[1]
+            x_test, y_test = (data[2], data[3]) if len(data) == 4 else (x[:0], y[:0])
+            return make_bundle("tensors", x, y, x_test, y_test, num_classes=num_classes)
+    raise UnlearnkitError(
+        f"data must be a DataBundle, tensors (x, y) or (x, y, x_test, y_test), or torch Datasets "
+        f"train or (train, test); got {type(data).__name__}"
+        + (f" of {len(data)} {', '.join(sorted({type(d).__name__ for d in data}))}" if isinstance(data, (tuple, list)) else "")
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from unlearnkit.data.base import DataBundle, Dataset
 from unlearnkit.registry import Registry
 
-DATASETS: Registry[type[Dataset]] = Registry("dataset")
+DATASETS: Registry[type[Dataset]] = Registry("dataset", entry_points="unlearnkit.datasets")
 
 DEFAULT_VAL_FRACTION = 0.1
 

@@ -178,7 +178,7 @@ def _probabilities(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """p_y on the forget examples: references ``[seeds, n]`` (retrain, seeds 0..S-1) and
     ``{method: [seeds, n]}`` (seeds S..2S-1)."""
-    from unlearnkit.methods import unlearn
+    from unlearnkit.methods import unlearn_from_run
 
     pos = forget.positions(run.data)
     x, y = run.data.x_train[pos], run.data.y_train[pos]
@@ -190,7 +190,7 @@ def _probabilities(
             jobs = [(REFERENCE, s, p_ref)] + [(m, seeds + s, p_unl[m]) for m in methods]
             for method, seed, into in jobs:
                 bar.update(task, info=f"{method}, seed {seed}")
-                res = unlearn(run, forget, method, params.get(method), seed=seed, device=device)
+                res = unlearn_from_run(run, forget, method, params.get(method), seed=seed, device=device)
                 into[s] = true_label_probability(res.model, x, y)
                 bar.update(task, advance=1)
     return p_ref, p_unl

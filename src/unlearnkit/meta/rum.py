@@ -35,7 +35,7 @@ from unlearnkit.difficulty import SCORES
 from unlearnkit.difficulty.geometry import centroid_distance, run_embeddings
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import atomic_dir, write_json
-from unlearnkit.methods import METHODS, retain_positions, unlearn
+from unlearnkit.methods import METHODS, retain_positions, unlearn_from_run
 from unlearnkit.metrics import tug_of_war
 from unlearnkit.models import Classifier
 from unlearnkit.runs import Run, evaluate_splits, excluded_meta, write_run
@@ -270,7 +270,7 @@ def _one_step(
     if method == "none":
         seconds, n_ex, used = 0.0, 0, {}
     else:
-        res = unlearn(view, group, method, dict(params), seed=seed + i, device=device, quiet=quiet)
+        res = unlearn_from_run(view, group, method, dict(params), seed=seed + i, device=device, quiet=quiet)
         model, seconds, n_ex, used = res.model, res.seconds, res.examples_processed, res.params
     return model, {
         "step": i, "group": name, "method": method, "params": used, "size": len(group),
@@ -314,7 +314,7 @@ def retrain_reference(run: Run, exclude: np.ndarray, *, seed: int = 0, device: s
     minus ``run.excluded`` minus ``exclude`` (original training indices)."""
     if "train" not in run.meta or "model" not in run.meta:
         raise UnlearnkitError(f"{run.path}: run.json has no training recipe; cannot retrain a reference")
-    return unlearn(run, ForgetSet(exclude), "retrain", seed=seed, device=device, quiet=quiet).model
+    return unlearn_from_run(run, ForgetSet(exclude), "retrain", seed=seed, device=device, quiet=quiet).model
 
 
 def validation_forget(run: Run, forget: ForgetSet, scores: pd.DataFrame, by: str, seed: int = 0) -> ForgetSet:

@@ -5,7 +5,7 @@ one new file with a ``@METHODS.register("name")`` class (see ``base.py``).
 """
 
 from unlearnkit.methods.base import METHODS, Method, MethodContext, MethodOutput, Params, preset_for
-from unlearnkit.methods.api import UnlearnOutcome, retain_positions, unlearn, unlearn_run
+from unlearnkit.methods.api import UnlearnOutcome, retain_positions, unlearn, unlearn_from_run, unlearn_run
 from unlearnkit.plugins import import_submodules
 
 import_submodules(__name__, __path__)
@@ -20,5 +20,6 @@ __all__ = [
     "preset_for",
     "retain_positions",
     "unlearn",
+    "unlearn_from_run",
     "unlearn_run",
 ]

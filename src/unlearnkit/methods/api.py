@@ -1,5 +1,11 @@
-"""The public unlearning entry points: :func:`unlearn` (in memory) and
-:func:`unlearn_run` (writes a run directory plus ``unlearn.json``)."""
+"""The unlearning entry points.
+
+- :func:`unlearn` is model-first: any ``nn.Module``, data as a DataBundle, tensors
+  or torch Datasets, forget indices; nothing is written.
+- :func:`unlearn_from_run` does the same for a loaded run directory (its recipe,
+  registered architecture and excluded rows), in memory.
+- :func:`unlearn_run` then writes the result as a run directory plus ``unlearn.json``.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +13,28 @@ import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
-from unlearnkit.data import ForgetSet
+from unlearnkit.data import DataBundle, ForgetSet, as_bundle
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import atomic_dir, write_json
-from unlearnkit.methods.base import METHODS, MethodContext
-from unlearnkit.models import Classifier
+from unlearnkit.methods.base import METHODS, Method, MethodContext
 from unlearnkit.runs import Run, evaluate_splits, excluded_meta, write_run
+from unlearnkit.task import Task, as_task
 from unlearnkit.training import resolve_device, seed_everything
+
+ForgetLike = ForgetSet | Sequence[int] | np.ndarray | torch.Tensor
 
 
 @dataclass
 class UnlearnOutcome:
     """Result of one unlearning call; ``seconds`` is wall time of the method alone."""
 
-    model: Classifier
+    model: nn.Module
     method: str
     params: dict[str, Any]
     seconds: float
@@ -43,40 +52,80 @@ def retain_positions(run: Run, forget_pos: np.ndarray) -> np.ndarray:
     return data.complement(np.concatenate([forget_pos, not_seen]))
 
 
-def unlearn(
-    run: Run,
-    forget: ForgetSet,
-    method: str,
-    params: dict[str, Any] | None = None,
-    *,
-    seed: int = 0,
-    device: str = "auto",
-    quiet: bool = True,
-) -> UnlearnOutcome:
-    """Unlearn ``forget`` from ``run``'s model with a registered ``method``.
+def as_forget(forget: ForgetLike) -> ForgetSet:
+    """A :class:`ForgetSet` from one, or from training indices (list, array or tensor)."""
+    if isinstance(forget, ForgetSet):
+        return forget
+    if isinstance(forget, torch.Tensor):
+        forget = forget.cpu().numpy()
+    arr = np.asarray(forget)
+    if arr.dtype == bool:
+        raise UnlearnkitError("forget must be training indices, not a boolean mask; use np.nonzero(mask)[0]")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise UnlearnkitError(f"forget must be integer training indices, got {arr.dtype}")
+    return ForgetSet(arr.astype(np.int64).ravel())
 
-    Never modifies ``run.model``. ``params`` override the method's defaults
-    (class defaults < dataset preset < params).
-    """
-    cls = METHODS.get(method)
-    data = run.data
-    forget_pos = forget.check(data)
-    retain = retain_positions(run, forget_pos)
+
+def check_requirements(cls: type[Method], task: Task, retain: np.ndarray) -> None:
+    """Refuse, in one line, to run ``cls`` when the task or the data lacks what it requires."""
     if cls.needs_retain and len(retain) == 0:
         free = [m for m in METHODS.names() if not METHODS.get(m).needs_retain]
         raise UnlearnkitError(
-            f"the forget set covers the whole training set, so '{method}' (which needs the retain set) "
+            f"the forget set covers the whole training set, so '{cls.name}' (which needs the retain set) "
             f"cannot run; retain-free methods: {', '.join(free)}"
         )
-    p = cls.resolve_params(data.spec.get("name"), params)
+    task.check(cls.requires, f"method '{cls.name}'")
+
+
+def check_output_width(model: nn.Module, data: DataBundle, device: torch.device) -> None:
+    """Refuse a model whose logits are not ``[n, num_classes]`` (one forward pass on two rows)."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(data.x_train[:2].to(device))
+    model.train(was_training)
+    if getattr(model, "objective", "classify") == "next_token":
+        return  # a sequence model's outputs are per position, checked by its own loss
+    if out.dim() != 2 or out.shape[1] != data.num_classes:
+        raise UnlearnkitError(
+            f"the model's output has shape {list(out.shape)} for 2 inputs, but the data has {data.num_classes} "
+            f"classes; its last layer must output one logit per class ([n, {data.num_classes}])"
+        )
+
+
+def run_method(
+    task: Task,
+    data: DataBundle,
+    forget_pos: np.ndarray,
+    retain: np.ndarray,
+    method: str,
+    params: dict[str, Any] | None,
+    *,
+    seed: int,
+    device: str,
+    quiet: bool,
+    family: str | None = None,
+    kind: str | None = None,
+) -> UnlearnOutcome:
+    """Check ``method``'s requirements, then run it on a private copy of ``task.model``.
+
+    ``forget_pos`` / ``retain`` are row positions in ``data.x_train``. Never modifies
+    ``task.model``. Params: class defaults < preset (dataset, model ``family``, forget-set
+    ``kind``; :mod:`unlearnkit.methods.presets`) < ``params``.
+    """
+    cls = METHODS.get(method)
+    check_requirements(cls, task, retain)
+    p = cls.resolve_params(data.spec.get("name"), params, model=family, kind=kind)
     dev = resolve_device(device)
     seed_everything(seed)
+    model = copy.deepcopy(task.model).to(dev)
     ctx = MethodContext(
-        model=copy.deepcopy(run.model).to(dev),
+        model=model,
+        original=task.model,
+        task=task.bound(model),
         data=data,
         forget=forget_pos,
         retain=retain if cls.needs_retain else None,
-        run=run,
         seed=seed,
         device=dev,
         quiet=quiet,
@@ -98,6 +147,60 @@ def unlearn(
     )
 
 
+def unlearn(
+    model: nn.Module,
+    data: Any,
+    forget: ForgetLike,
+    method: str,
+    params: dict[str, Any] | None = None,
+    *,
+    task: Task | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    quiet: bool = True,
+) -> UnlearnOutcome:
+    """Unlearn the rows ``forget`` of ``data`` from ``model`` with a registered ``method``.
+
+    ``model``: any ``nn.Module`` mapping a batch ``[n, ...]`` to logits ``[n, num_classes]``,
+    trained on ``data``'s training rows. ``data``: a DataBundle, tensors ``(x, y, x_test,
+    y_test)`` / ``(x, y)``, or torch Datasets ``(train, test)`` / ``train``
+    (:func:`unlearnkit.data.as_bundle`). ``forget``: training indices (row numbers of ``x``
+    for tensors and Datasets) or a ForgetSet; the retain set is every other training row.
+    ``task`` adds what some methods require (``Method.requires``): a head and features
+    (found by default), ``build_model`` and ``recipe`` (retrain). Never modifies ``model``;
+    the outcome's ``model`` is the unlearned copy, on the CPU.
+    """
+    bundle = as_bundle(data)
+    task = as_task(model, task)
+    fs = as_forget(forget)
+    forget_pos = fs.check(bundle)
+    check_output_width(model, bundle, next(iter(model.parameters())).device)
+    return run_method(
+        task, bundle, forget_pos, bundle.complement(forget_pos), method, params,
+        seed=seed, device=device, quiet=quiet, kind=fs.kind,
+    )
+
+
+def unlearn_from_run(
+    run: Run,
+    forget: ForgetSet,
+    method: str,
+    params: dict[str, Any] | None = None,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    quiet: bool = True,
+) -> UnlearnOutcome:
+    """:func:`unlearn` for a loaded run directory, in memory: the task is
+    :meth:`Task.from_run` (registered architecture, recipe, the run itself) and the
+    retain set leaves out the rows the run never trained on (``run.excluded``)."""
+    forget_pos = forget.check(run.data)
+    return run_method(
+        Task.from_run(run), run.data, forget_pos, retain_positions(run, forget_pos), method, params,
+        seed=seed, device=device, quiet=quiet, family=(run.meta.get("model") or {}).get("name"), kind=forget.kind,
+    )
+
+
 def unlearn_run(
     run: Run,
     forget: ForgetSet,
@@ -110,14 +213,14 @@ def unlearn_run(
     quiet: bool = True,
     overwrite: bool = False,
 ) -> Run:
-    """:func:`unlearn`, then write the model as a run directory with ``unlearn.json``.
+    """:func:`unlearn_from_run`, then write the model as a run directory with ``unlearn.json``.
 
     The run's ``excluded`` lists what the weights never trained on (for exact
     methods this includes the forget set); ``forgotten`` lists the forget set.
     """
     out = Path(out)
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        res = unlearn(run, forget, method, params, seed=seed, device=device, quiet=quiet)
+        res = unlearn_from_run(run, forget, method, params, seed=seed, device=device, quiet=quiet)
         cls = METHODS.get(method)
         excluded = np.union1d(run.excluded, forget.indices) if cls.exact else run.excluded
         results = evaluate_splits(res.model, run.data)

@@ -1,8 +1,13 @@
 """The Method contract and registry.
 
-A method is a small class registered with ``@METHODS.register(name)``:
+A method is a small class registered with ``@METHODS.register(name)`` (the
+registry sets its ``name``):
 
-- ``needs_retain``: whether it reads the retain set D_r (retain-free methods get ``None``);
+- ``requires``: what it needs beyond the model and the forget rows, from
+  :data:`unlearnkit.task.REQUIREMENTS` (``retain``, ``features``, ``head``,
+  ``build_model``, ``recipe``, ``run``); checked before it runs, each missing one a
+  one-line error saying how to provide it. ``needs_retain`` is derived from it
+  (retain-free methods get ``retain=None``);
 - ``Params``: a pydantic model of its hyperparameters with defaults (``extra="forbid"``,
   ranges as ``Field`` constraints, so ``lr <= 0`` or ``alpha`` outside [0, 1] are refused);
 - ``run(ctx, params) -> MethodOutput``: unlearn ``ctx.model`` (already a private copy)
@@ -10,7 +15,8 @@ A method is a small class registered with ``@METHODS.register(name)``:
 
 Per-dataset tuned defaults live in ``unlearnkit/presets/<dataset>.json``
 (``{method: {param: value}}``) and sit between the class defaults and the
-user's overrides. :func:`unlearnkit.methods.unlearn` is the public entry point.
+user's overrides. :func:`unlearnkit.methods.unlearn` is the public entry point;
+:func:`unlearnkit.testing.check_method` checks a third-party method against this contract.
 """
 
 from __future__ import annotations
@@ -23,11 +29,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import nn
 
 from unlearnkit.data import DataBundle
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.models import Classifier
 from unlearnkit.registry import Registry
+from unlearnkit.task import REQUIREMENTS, Task
 
 
 class Params(BaseModel):
@@ -40,18 +47,20 @@ class Params(BaseModel):
 class MethodContext:
     """Everything a method may read.
 
-    ``model`` is a private copy of the original (safe to modify in place).
-    ``forget`` / ``retain`` are row positions into ``data.x_train`` (int64);
-    ``retain`` is None for retain-free methods. ``run`` is the original
-    :class:`unlearnkit.runs.Run` (its ``meta["train"]`` is the training recipe,
-    its ``path`` the run directory, e.g. SISA checkpoints).
+    ``model`` is a private copy of the original (safe to modify in place);
+    ``original`` is the original itself (read only, e.g. SCRUB's teacher).
+    ``task`` is bound to ``model`` (its ``head``/``features`` are the copy's) and
+    carries what the method declared in ``requires``. ``forget`` / ``retain`` are
+    row positions into ``data.x_train`` (int64); ``retain`` is None for retain-free
+    methods.
     """
 
-    model: Classifier
+    model: nn.Module
+    original: nn.Module
+    task: Task
     data: DataBundle
     forget: np.ndarray
     retain: np.ndarray | None
-    run: Any
     seed: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     quiet: bool = True
@@ -63,7 +72,7 @@ class MethodOutput:
     passes over single examples) and anything the method wants recorded
     (e.g. influence weights, SISA shard bookkeeping)."""
 
-    model: Classifier
+    model: nn.Module
     examples_processed: int
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -71,12 +80,21 @@ class MethodOutput:
 class Method:
     """Base class of unlearning methods (see module docstring)."""
 
-    name: ClassVar[str] = ""
-    needs_retain: ClassVar[bool] = True
+    name: ClassVar[str] = ""  # set by METHODS.register
+    requires: ClassVar[frozenset[str]] = frozenset()
+    needs_retain: ClassVar[bool] = False  # derived: "retain" in requires
     exact: ClassVar[bool] = False  # retrain and SISA are exact; the rest approximate
     Params: ClassVar[type[Params]] = Params
     # The small grid `unlearnkit tune` searches by default ({param: [values]}; empty = nothing to tune).
     tune_grid: ClassVar[dict[str, list[Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        unknown = sorted(set(cls.requires) - set(REQUIREMENTS))
+        if unknown:
+            raise TypeError(f"{cls.__name__}.requires: unknown {unknown}; choose from {sorted(REQUIREMENTS)}")
+        cls.requires = frozenset(cls.requires)
+        cls.needs_retain = "retain" in cls.requires
 
     def run(self, ctx: MethodContext, params: Params) -> MethodOutput:  # pragma: no cover
         raise NotImplementedError
@@ -95,7 +113,7 @@ class Method:
             ) from None
 
 
-METHODS: Registry[type[Method]] = Registry("method")
+METHODS: Registry[type[Method]] = Registry("method", entry_points="unlearnkit.methods")
 
 
 def preset_for(dataset: str | None, method: str) -> dict[str, Any]:

@@ -43,8 +43,7 @@ def nearest_wrong_labels(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
 
 @METHODS.register("boundary_shrink")
 class BoundaryShrink(Method):
-    name = "boundary_shrink"
-    needs_retain = False
+    requires = frozenset()
     Params = BoundaryShrinkParams
     tune_grid = {"lr": [1e-3, 0.01, 0.03], "epochs": [1, 5]}
 

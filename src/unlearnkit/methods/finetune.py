@@ -15,8 +15,7 @@ class FinetuneParams(OptimParams):
 
 @METHODS.register("finetune")
 class Finetune(Method):
-    name = "finetune"
-    needs_retain = True
+    requires = frozenset({"retain"})
     Params = FinetuneParams
     tune_grid = {"lr": [0.01, 0.03, 0.1], "epochs": [1, 2]}
 

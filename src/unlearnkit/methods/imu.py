@@ -1,8 +1,8 @@
 """IMU: influence-weighted, retain-free gradient ascent (SPEC §6), and ``imu_uniform``,
 the same procedure with uniform weights (the fair ablation).
 
-Influence is restricted to the linear head ``W [C, d]``, ``b [C]``. For one
-example with embedding ``h = model.embed(x)`` and softmax ``p``, the gradient
+Influence is restricted to the linear head ``W [C, d]``, ``b [C]`` (the task's
+``head``). For one example with penultimate features ``h = task.features(x)`` and softmax ``p``, the gradient
 of its cross-entropy is ``g = (p - onehot(y)) ⊗ [h; 1]`` (``[C, d + 1]``, bias
 last). With ``E [n, C]`` the rows ``p_i - onehot(y_i)`` and ``H [n, d + 1]`` the
 rows ``[h_i; 1]``, everything is closed form, from one batched forward pass:
@@ -43,7 +43,7 @@ from unlearnkit.methods.base import METHODS, Method, MethodContext, MethodOutput
 from unlearnkit.methods.common import (
     OptimParams, cross_entropy, descend, epoch_batches, epoch_range, rows, train_config,
 )
-from unlearnkit.models import Classifier
+from unlearnkit.task import Task
 from unlearnkit.training import make_optimizer, predict_embeddings
 
 
@@ -80,11 +80,14 @@ def head_influence(head: nn.Linear, h: torch.Tensor, y: torch.Tensor, lam: float
 
 
 def model_influence(
-    model: Classifier, x: torch.Tensor, y: torch.Tensor, lam: float = 0.01,
+    model: nn.Module | Task, x: torch.Tensor, y: torch.Tensor, lam: float = 0.01,
     batch_size: int = 1024, device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """:func:`head_influence` of rows ``x [n, ...]``, ``y [n]`` under ``model`` (embeddings in eval mode)."""
-    return head_influence(model.head, predict_embeddings(model, x, batch_size, device), y, lam)
+    """:func:`head_influence` of rows ``x [n, ...]``, ``y [n]`` under a model or task (its head and
+    features, in eval mode)."""
+    task = model if isinstance(model, Task) else Task(model)
+    feats = predict_embeddings(task.model, x, batch_size, device, features=task.features)
+    return head_influence(task.head, feats, y, lam)
 
 
 def imu_weights(influence: torch.Tensor, clip_percentile: float = 93.0, top_fraction: float = 1.0) -> torch.Tensor:
@@ -110,7 +113,7 @@ def imu_weights(influence: torch.Tensor, clip_percentile: float = 93.0, top_frac
 
 
 def influence_table(
-    model: Classifier, x: torch.Tensor, y: torch.Tensor, index: np.ndarray,
+    model: nn.Module | Task, x: torch.Tensor, y: torch.Tensor, index: np.ndarray,
     lam: float = 0.01, clip_percentile: float = 93.0, top_fraction: float = 1.0,
 ) -> pd.DataFrame:
     """Per-example ``index``, ``influence`` and IMU ``weight`` of rows ``x``, ``y``."""
@@ -123,21 +126,25 @@ def influence_table(
 class Imu(Method):
     """Influence-weighted gradient ascent on the forget set + L1 on the head (retain-free)."""
 
-    name = "imu"
-    needs_retain = False
+    requires = frozenset({"features", "head"})
     Params = ImuParams
     uniform: ClassVar[bool] = False  # imu_uniform: w_i = 1 on the same kept examples
     tune_grid = {"lr": [1e-4, 1e-3, 1e-2], "epochs": [1, 5]}  # as neggrad: ascent diverges fast
 
+    @staticmethod
+    def features(ctx: MethodContext, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features of rows ``x`` under the current ``ctx.model`` (eval mode, batched)."""
+        return predict_embeddings(ctx.model, x, device=ctx.device, features=ctx.task.features)
+
     def run(self, ctx: MethodContext, params: ImuParams) -> MethodOutput:
-        p, model, dev = params, ctx.model, ctx.device
+        p, model, dev, head = params, ctx.model, ctx.device, ctx.task.head
         x, y = rows(ctx, ctx.forget)
         y = y.to(dev)
         n = len(y)
         # Head only: the body is frozen, so its (eval-mode) embeddings are computed once
         # and every step is a cheap head-only forward.
-        h = None if p.all_layers else predict_embeddings(model, x, device=dev).to(dev)
-        trained = model.parameters() if p.all_layers else model.head.parameters()
+        h = None if p.all_layers else self.features(ctx, x).to(dev)
+        trained = model.parameters() if p.all_layers else head.parameters()
         opt = make_optimizer(trained, train_config(p, ctx.seed))
         gen = torch.Generator().manual_seed(ctx.seed)
         computations = 0
@@ -145,8 +152,8 @@ class Imu(Method):
         def refresh() -> torch.Tensor:
             nonlocal computations
             computations += 1
-            feats = h if h is not None else predict_embeddings(model, x, device=dev)
-            w = imu_weights(head_influence(model.head, feats, y, p.lam), p.clip_percentile, p.top_fraction)
+            feats = h if h is not None else self.features(ctx, x)
+            w = imu_weights(head_influence(head, feats, y, p.lam), p.clip_percentile, p.top_fraction)
             return (w > 0).double() if self.uniform else w
 
         w = refresh()
@@ -164,12 +171,12 @@ class Imu(Method):
                 if float(wb.sum()) == 0.0:  # every example of this batch lost its negative influence
                     continue
                 if h is not None:
-                    logits = model.head(h[idx])
+                    logits = head(h[idx])
                 else:
                     model.train()
                     logits = model(x[idx.cpu()].to(dev))
                 loss = -(wb * cross_entropy(logits, y[idx])).sum() / wb.sum()
-                loss = loss + p.alpha * sum(q.abs().sum() for q in model.head.parameters())
+                loss = loss + p.alpha * sum(q.abs().sum() for q in head.parameters())
                 descend(opt, loss, f"{self.name} epoch {epoch + 1}, step {steps + 1}")
                 steps += 1
                 processed += len(idx)
@@ -189,5 +196,4 @@ class Imu(Method):
 class ImuUniform(Imu):
     """IMU with ``w_i = 1`` on the same kept examples: same selection, loss form and optimiser."""
 
-    name = "imu_uniform"
     uniform = True

@@ -11,8 +11,8 @@ Jia et al. (whose rank-one Sherman-Morrison loop inverts ``I + GᵀG/N``): a
 smaller λ amplifies the directions the Fisher sees little of.
 
 Only a subset of the parameters is updated, to bound memory (G is N×P floats):
-``scope="head"`` the classifier head, ``scope="last"`` (default) the head plus
-the last Linear/Conv layer of the body. Per-example gradients are batched with
+``scope="head"`` the classifier head (the task's ``head``), ``scope="last"``
+(default) the head plus the last Linear/Conv layer of the body. Per-example gradients are batched with
 ``torch.func`` (vmap over grad), not a Python loop over examples. ḡ_r is
 estimated on ``retain_samples`` random retain examples.
 """
@@ -31,6 +31,7 @@ from torch.func import functional_call, grad, vmap
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods.base import METHODS, Method, MethodContext, MethodOutput, Params
 from unlearnkit.methods.common import rows
+from unlearnkit.models.base import find_head
 
 
 class InfluenceParams(Params):
@@ -42,16 +43,16 @@ class InfluenceParams(Params):
     batch_size: int = Field(128, ge=1, description="chunk size of the batched per-example gradients")
 
 
-def scoped_parameters(model: nn.Module, scope: str) -> list[str]:
-    """Names of the parameters the step updates: the head, plus (scope "last") the last
-    Linear/Conv layer before it."""
-    names = [n for n, _ in model.named_parameters() if n.startswith("head.")]
+def scoped_parameters(model: nn.Module, scope: str, head: nn.Linear | None = None) -> list[str]:
+    """Names of the parameters the step updates: the ``head`` (default: :func:`find_head`),
+    plus (scope "last") the last other Linear/Conv layer registered in the model."""
+    head = find_head(model)[1] if head is None else head
+    head_ids = {id(p) for p in head.parameters()}
+    names = [n for n, p in model.named_parameters() if id(p) in head_ids]
     if scope == "last":
-        body = [m for name, m in model.named_modules()
-                if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)) and not name.startswith("head")]
+        body = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)) and m is not head]
         if body:
-            last = body[-1]
-            ids = {id(p) for p in last.parameters()}
+            ids = {id(p) for p in body[-1].parameters()}
             names += [n for n, p in model.named_parameters() if id(p) in ids]
     return names
 
@@ -85,14 +86,13 @@ def woodfisher_solve(G: torch.Tensor, v: torch.Tensor, damping: float) -> torch.
 
 @METHODS.register("influence")
 class Influence(Method):
-    name = "influence"
-    needs_retain = True
+    requires = frozenset({"retain", "head"})
     Params = InfluenceParams
     tune_grid = {"alpha": [1.0, 3.0, 10.0, 30.0, 100.0], "damping": [0.1, 1.0]}
 
     def run(self, ctx: MethodContext, params: InfluenceParams) -> MethodOutput:
         model, dev = ctx.model.eval(), ctx.device
-        names = scoped_parameters(model, params.scope)
+        names = scoped_parameters(model, params.scope, ctx.task.head)
         rng = np.random.default_rng(ctx.seed)
         sample = rng.permutation(ctx.retain)[: params.retain_samples]
         xr, yr = rows(ctx, sample)

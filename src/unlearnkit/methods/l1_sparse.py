@@ -20,8 +20,7 @@ class L1SparseParams(OptimParams):
 
 @METHODS.register("l1_sparse")
 class L1Sparse(Method):
-    name = "l1_sparse"
-    needs_retain = True
+    requires = frozenset({"retain"})
     Params = L1SparseParams
     tune_grid = {"lr": [0.01, 0.03, 0.1], "epochs": [1, 2], "alpha": [1e-5, 1e-4]}
 

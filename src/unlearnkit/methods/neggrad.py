@@ -21,8 +21,7 @@ def ascent_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @METHODS.register("neggrad")
 class NegGrad(Method):
-    name = "neggrad"
-    needs_retain = False
+    requires = frozenset()
     Params = NegGradParams
     tune_grid = {"lr": [1e-4, 1e-3, 1e-2], "epochs": [1, 5]}
 

@@ -22,8 +22,7 @@ class NegGradPlusParams(OptimParams):
 
 @METHODS.register("neggrad_plus")
 class NegGradPlus(Method):
-    name = "neggrad_plus"
-    needs_retain = True
+    requires = frozenset({"retain"})
     Params = NegGradPlusParams
     tune_grid = {"lr": [0.01, 0.05], "epochs": [2, 5], "alpha": [0.95, 0.99]}
 

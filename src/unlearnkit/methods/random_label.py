@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
+from unlearnkit.data.base import cat_rows
 from unlearnkit.methods.base import METHODS, Method, MethodContext, MethodOutput
 from unlearnkit.methods.common import OptimParams, fit, random_wrong_labels, rows
 
@@ -22,14 +23,13 @@ def fit_random_labels(
     xf, yf = rows(ctx, ctx.forget)
     xr, yr = rows(ctx, ctx.retain)
     y_wrong = random_wrong_labels(yf, ctx.data.num_classes, ctx.seed)
-    x, y = torch.cat([xr, xf]), torch.cat([yr, y_wrong])
+    x, y = cat_rows(xr, xf), torch.cat([yr, y_wrong])
     return fit(ctx, params, x, y, grad_mask=grad_mask, desc=desc)
 
 
 @METHODS.register("random_label")
 class RandomLabel(Method):
-    name = "random_label"
-    needs_retain = True
+    requires = frozenset({"retain"})
     Params = RandomLabelParams
     tune_grid = {"lr": [0.01, 0.03, 0.1], "epochs": [1, 2]}
 

@@ -1,4 +1,5 @@
-"""``retrain``: fresh initialisation, the original's training recipe, on D_r. The reference."""
+"""``retrain``: fresh initialisation (``task.build_model()``), the original's training recipe
+(``task.recipe``), on D_r. The reference."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from pydantic import Field
 
 from unlearnkit.methods.base import METHODS, Method, MethodContext, MethodOutput, Params
 from unlearnkit.methods.common import rows
-from unlearnkit.runs import new_model
-from unlearnkit.training import TrainConfig, seed_everything, train
+from unlearnkit.training import seed_everything, train
 
 
 class RetrainParams(Params):
@@ -16,19 +16,17 @@ class RetrainParams(Params):
 
 @METHODS.register("retrain")
 class Retrain(Method):
-    """Exact unlearning: train from scratch on D_r with ``run.meta["train"]``."""
+    """Exact unlearning: train a fresh model from scratch on D_r with the task's recipe."""
 
-    name = "retrain"
-    needs_retain = True
+    requires = frozenset({"retain", "build_model", "recipe"})
     exact = True
     Params = RetrainParams
 
     def run(self, ctx: MethodContext, params: RetrainParams) -> MethodOutput:
         seed = ctx.seed if params.seed is None else params.seed
-        cfg = TrainConfig(**{**ctx.run.meta["train"], "seed": seed})
-        spec = ctx.run.meta["model"]
+        cfg = ctx.task.recipe.model_copy(update={"seed": seed})
         seed_everything(seed)
-        model = new_model(spec["name"], ctx.data, spec.get("kwargs", {}))
+        model = ctx.task.build_model()
         x, y = rows(ctx, ctx.retain)
         res = train(
             model, x, y, cfg, device=ctx.device, record_dynamics=False, quiet=ctx.quiet, desc="retrain",

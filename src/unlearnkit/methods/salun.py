@@ -45,8 +45,7 @@ def saliency_mask(ctx: MethodContext, ratio: float, batch_size: int) -> dict[str
 
 @METHODS.register("salun")
 class SalUn(Method):
-    name = "salun"
-    needs_retain = True
+    requires = frozenset({"retain"})
     Params = SalUnParams
     tune_grid = {"lr": [0.01, 0.03, 0.1], "epochs": [1, 2]}
 

@@ -29,14 +29,13 @@ class ScrubParams(OptimParams):
 
 @METHODS.register("scrub")
 class Scrub(Method):
-    name = "scrub"
-    needs_retain = True
+    requires = frozenset({"retain"})
     Params = ScrubParams
     tune_grid = {"lr": [5e-3, 0.02, 0.05], "epochs": [1, 2]}
 
     def run(self, ctx: MethodContext, params: ScrubParams) -> MethodOutput:
         dev, student = ctx.device, ctx.model.train()
-        teacher = copy.deepcopy(ctx.run.model).to(dev).eval()
+        teacher = copy.deepcopy(ctx.original).to(dev).eval()
         for w in teacher.parameters():
             w.requires_grad_(False)
         xf, _ = rows(ctx, ctx.forget)

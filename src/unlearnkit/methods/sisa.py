@@ -334,15 +334,17 @@ class Sisa(Method):
     """Retrain only the shards holding forgotten examples, from the checkpoint before
     the earliest affected slice. Needs a run from ``unlearnkit train-sisa``."""
 
-    name = "sisa"
-    needs_retain = True  # it retrains on the shards' remaining (retain) data
+    # The shards' remaining data is the retain set; the shard checkpoints and their recipe
+    # live in the SISA run directory, so a plain model cannot be unlearned with SISA.
+    requires = frozenset({"retain", "run"})
     exact = True
 
     class Params(Params):
         """SISA has no hyperparameters: the recipe is the one recorded in ``shards.json``."""
 
     def run(self, ctx: MethodContext, params: Params) -> MethodOutput:
-        state = load_sisa_state(ctx.run)
+        run = ctx.task.run
+        state = load_sisa_state(run)
         forget_idx = ctx.data.index_train[ctx.forget].numpy()
         plan = earliest_slices(state, forget_idx)
         new_state = state.without(forget_idx)
@@ -351,7 +353,7 @@ class Sisa(Method):
         with progress_bar(ctx.quiet) as bar:
             task = bar.add_task("sisa: retrain shards", total=len(plan), info="")
             for k, r0 in plan.items():
-                model = _initial_model(ctx.data, state, k, r0, ctx.run.path)
+                model = _initial_model(ctx.data, state, k, r0, run.path)
                 new_ckpts[k], n = _train_stages(ctx.data, new_state, k, r0, model, ctx.device)
                 ctx.model.members[k].load_state_dict(new_ckpts[k][-1])
                 processed += n
@@ -359,7 +361,7 @@ class Sisa(Method):
 
         def write_files(out: Path) -> None:
             """Copy the parent's checkpoints, replace the retrained ones, write shards.json."""
-            shutil.copytree(Path(ctx.run.path) / SHARDS_DIR, Path(out) / SHARDS_DIR)
+            shutil.copytree(Path(run.path) / SHARDS_DIR, Path(out) / SHARDS_DIR)
             for k, states in new_ckpts.items():
                 new_state.checkpoints[k][plan[k]:] = _save_checkpoints(out, k, plan[k], states)
             write_json(Path(out) / SHARDS_JSON, new_state.to_json())

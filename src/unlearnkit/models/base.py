@@ -1,9 +1,10 @@
 """The model contract and registry.
 
-Every model is a :class:`Classifier`: ``embed(x) -> [n, d]`` penultimate
+Every built-in model is a :class:`Classifier`: ``embed(x) -> [n, d]`` penultimate
 features and ``head``, an ``nn.Linear(d, num_classes)``; ``forward`` is
-``head(embed(x))``. The difficulty scores, the Entanglement Score and IMU rely
-on exactly these two.
+``head(embed(x))``. Any other ``nn.Module`` works too: :func:`find_head` takes
+its last ``nn.Linear`` as the head and :func:`head_inputs` reads the head's
+input with a forward hook (what :class:`unlearnkit.task.Task` does by default).
 """
 
 from __future__ import annotations
@@ -29,8 +30,54 @@ class Classifier(nn.Module):
         return self.head(self.embed(x))
 
 
+def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
+    """``(qualified name, module)`` of ``model``'s head: ``model.head`` when it is an
+    ``nn.Linear``, else the last ``nn.Linear`` registered in ``model``.
+
+    Raises a one-line error when the model has no ``nn.Linear`` at all.
+    """
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Linear):
+        return "head", head
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise UnlearnkitError(
+            f"model {type(model).__name__} has no nn.Linear layer, so its head and penultimate features "
+            "cannot be found; pass Task(model, head=..., features=...) naming them"
+        )
+    return linears[-1]
+
+
+def head_inputs(model: nn.Module, head: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """The input of ``head`` when ``model(x)`` runs: penultimate features ``[n, d]``.
+
+    Uses ``model.embed`` when the model is a :class:`Classifier` and ``head`` is its
+    own head (no extra work); otherwise a forward hook on ``head`` captures its input.
+    """
+    if isinstance(model, Classifier) and head is model.head:
+        return model.embed(x)
+    seen: list[torch.Tensor] = []
+    handle = head.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    if not seen:
+        raise UnlearnkitError(
+            f"model {type(model).__name__}: its head (the last nn.Linear) was not called by forward; "
+            "pass Task(model, head=...) naming the layer that outputs the logits"
+        )
+    h = seen[-1]
+    if h.dim() != 2 or h.shape[0] != x.shape[0]:
+        raise UnlearnkitError(
+            f"model {type(model).__name__}: the head's input has shape {list(h.shape)}, not [n, d]; "
+            "pass Task(model, features=...) returning [n, d] penultimate features"
+        )
+    return h
+
+
 ModelBuilder = Callable[..., Classifier]
-MODELS: Registry[ModelBuilder] = Registry("model")
+MODELS: Registry[ModelBuilder] = Registry("model", entry_points="unlearnkit.models")
 
 
 def build_model(
