@@ -81,18 +81,3 @@ def test_unlearn_bad_input_exit_2_nothing_written(cli, digits_run, digits, tmp, 
     assert code == 2, err
     assert message in err and "Traceback" not in err
     assert not (tmp / "u").exists() and not list(tmp.glob(".u.*"))
-
-
-def test_tune_cli_writes_choice_grid_and_preset(cli, digits_run, tmp):
-    code, out, err = cli("tune", "--run", digits_run.path, "--method", "neggrad", "--val-size", 40,
-                         "--out", tmp / "t" / "tune.json", "--update-preset", tmp / "preset.json", "-q")
-    assert code == 0, err
-    res = read_json(tmp / "t" / "tune.json")
-    assert len(res["grid"]) == 6 and set(res["chosen"]) == {"lr", "epochs"}
-    assert res["validation_forget"]["size"] == 40 and res["validation_forget"]["seed"] == 1000
-    assert max(r["tow"] for r in res["grid"]) == res["tow"]
-    preset = read_json(tmp / "preset.json")
-    assert preset["neggrad"] == res["chosen"] and "command" in preset["_provenance"]["neggrad"]
-    assert list((tmp / "t").glob("tune-reference-*"))  # the reference is cached beside the output
-    code, _, err = cli("tune", "--run", digits_run.path, "--method", "retrain", "--out", tmp / "x.json")
-    assert code == 2 and "no hyperparameters" in err

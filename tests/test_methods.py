@@ -12,7 +12,6 @@ from unlearnkit.data.forget import class_forget_set, random_forget_set
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import METHODS, unlearn_from_run, unlearn_run
 from unlearnkit.methods.common import random_wrong_labels
-from unlearnkit.meta.tune import tune, validation_forget_set
 from unlearnkit.training import accuracy
 
 # Per method: (tolerance on the forget-accuracy gap to retraining, tolerance on the test-accuracy

@@ -1,5 +1,6 @@
 """Meta-unlearning, the layer above the methods: RUM (refine the forget set by difficulty, unlearn the
-groups in sequence) and the instance-level analysis (how hard each forget example is for each method)."""
+groups in sequence), the instance-level analysis (how hard each forget example is for each method) and tuning on
+validation forget sets matched to a forget set's difficulty."""
 
 from unlearnkit.meta.instance import InstanceAnalysis, analyze_instances
 
@@ -12,8 +13,8 @@ from unlearnkit.meta.rum import (
     rum,
     rum_run,
     search_methods,
-    validation_forget,
 )
+from unlearnkit.meta.tune import TuneResult, tune, validation_forget_set
 
 __all__ = [
     "InstanceAnalysis",
@@ -26,5 +27,7 @@ __all__ = [
     "rum",
     "rum_run",
     "search_methods",
-    "validation_forget",
+    "tune",
+    "TuneResult",
+    "validation_forget_set",
 ]

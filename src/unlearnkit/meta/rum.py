@@ -35,6 +35,7 @@ from unlearnkit.difficulty import SCORES
 from unlearnkit.difficulty.geometry import centroid_distance, run_embeddings
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import atomic_dir, write_json
+from unlearnkit.meta.tune import validation_forget_set
 from unlearnkit.methods import METHODS, retain_positions, unlearn_from_run
 from unlearnkit.metrics import tug_of_war
 from unlearnkit.models import Classifier
@@ -317,44 +318,6 @@ def retrain_reference(run: Run, exclude: np.ndarray, *, seed: int = 0, device: s
     return unlearn_from_run(run, ForgetSet(exclude), "retrain", seed=seed, device=device, quiet=quiet).model
 
 
-def validation_forget(run: Run, forget: ForgetSet, scores: pd.DataFrame, by: str, seed: int = 0) -> ForgetSet:
-    """A forget set like S but disjoint from it: for each example of S, the not-yet-taken
-    training example of the same label with the nearest score ``by`` (ties broken at
-    random, seeded; examples without a finite score are never taken). Same size, class
-    composition and score distribution as S."""
-    data = run.data
-    s = forget.indices
-    pool = np.setdiff1d(data.index_train.numpy(), np.union1d(s, run.excluded))
-    known = scores.loc[np.isfinite(scores[by].to_numpy(dtype=np.float64)), "index"].to_numpy() if by in scores else pool
-    pool = np.intersect1d(pool, known)  # e.g. memorization is NaN where no model held the example out
-    labels = pd.Series(data.y_train.numpy(), index=data.index_train.numpy())
-    rng = np.random.default_rng(seed)
-    s_val, p_val = _score_values(scores, by, s), _score_values(scores, by, pool)
-    chosen = []
-    for label in np.unique(labels.loc[s].to_numpy()):
-        want = labels.loc[s].to_numpy() == label
-        have = np.flatnonzero(labels.loc[pool].to_numpy() == label)
-        if want.sum() > len(have):
-            raise UnlearnkitError(
-                f"cannot build a validation forget set: class {label} has {want.sum()} forget examples "
-                f"but only {len(have)} other training examples"
-            )
-        have = have[np.lexsort((rng.random(len(have)), p_val[have]))]
-        taken = np.zeros(len(have), bool)
-        for v in np.sort(s_val[want]):
-            j = int(np.searchsorted(p_val[have], v))
-            lo, hi = j - 1, j  # nearest untaken on each side
-            while lo >= 0 and taken[lo]:
-                lo -= 1
-            while hi < len(have) and taken[hi]:
-                hi += 1
-            if hi >= len(have) or (lo >= 0 and v - p_val[have[lo]] <= p_val[have[hi]] - v):
-                hi = lo
-            taken[hi] = True
-            chosen.append(pool[have[hi]])
-    return ForgetSet(np.array(chosen, np.int64), {"kind": "rum_validation", "score": by, "seed": seed, "size": len(s)})
-
-
 def default_candidates() -> list[str]:
     """The methods of :data:`DEFAULT_CANDIDATES` that are registered ("none" always is)."""
     return [c for c in DEFAULT_CANDIDATES if c in SKIP or c in METHODS]
@@ -377,7 +340,7 @@ def search_methods(
 ) -> tuple[dict[str, str], dict[str, dict[str, Any]], pd.DataFrame, ForgetSet]:
     """Choose a method per group (RUM's variant ``rum``) on a validation forget set V.
 
-    V = :func:`validation_forget` (like S, disjoint from it), refined into the same
+    V = :func:`unlearnkit.meta.tune.validation_forget_set` (like S, disjoint from it), refined into the same
     groups. Greedily, in ``order``: try every candidate on V's group from the model
     chosen so far, score ToW against a model retrained on D \\ V (forget = V's groups
     processed so far, retain = D \\ V, test), keep the best (ties: first candidate).
@@ -394,7 +357,8 @@ def search_methods(
     for c in cand:
         if c != "none":
             METHODS.get(c)
-    val = validation_forget(run, forget, scores, by, seed)
+    # tolerance 1: RUM searches on the closest matched set whatever its quantile shift (recorded in V.meta)
+    val = validation_forget_set(run, seed=seed, like=forget, by=by, scores=scores, tolerance=1.0)
     vgroups = refine(val, scores, by, groups, higher_is_harder)
     order = _check_order(order, list(vgroups))
     data = run.data

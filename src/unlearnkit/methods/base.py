@@ -21,9 +21,7 @@ user's overrides. :func:`unlearnkit.methods.unlearn` is the public entry point;
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, ClassVar
 
 import numpy as np
@@ -84,6 +82,9 @@ class Method:
     requires: ClassVar[frozenset[str]] = frozenset()
     needs_retain: ClassVar[bool] = False  # derived: "retain" in requires
     exact: ClassVar[bool] = False  # retrain and SISA are exact; the rest approximate
+    # Training objectives of the models it can unlearn (a model's ``objective``, default "classify");
+    # methods that also work on sequence models add "next_token".
+    objectives: ClassVar[frozenset[str]] = frozenset({"classify"})
     Params: ClassVar[type[Params]] = Params
     # The small grid `unlearnkit tune` searches by default ({param: [values]}; empty = nothing to tune).
     tune_grid: ClassVar[dict[str, list[Any]]] = {}
@@ -100,9 +101,11 @@ class Method:
         raise NotImplementedError
 
     @classmethod
-    def resolve_params(cls, dataset: str | None = None, overrides: dict[str, Any] | None = None) -> Params:
-        """Class defaults < preset for ``dataset`` < ``overrides``, validated."""
-        values = {**preset_for(dataset, cls.name), **(overrides or {})}
+    def resolve_params(cls, dataset: str | None = None, overrides: dict[str, Any] | None = None, *,
+                       model: str | None = None, kind: str | None = None) -> Params:
+        """Class defaults < preset for ``dataset`` / ``model`` family / forget-set ``kind``
+        (:mod:`unlearnkit.methods.presets`) < ``overrides``, validated."""
+        values = {**preset_for(dataset, cls.name, model, kind), **(overrides or {})}
         valid = ", ".join(cls.Params.model_fields) or "none"
         try:
             return cls.Params(**values)
@@ -116,17 +119,9 @@ class Method:
 METHODS: Registry[type[Method]] = Registry("method", entry_points="unlearnkit.methods")
 
 
-def preset_for(dataset: str | None, method: str) -> dict[str, Any]:
-    """Tuned defaults shipped for ``dataset`` (by its base name), or {}.
+def preset_for(dataset: str | None, method: str, model: str | None = None, kind: str | None = None) -> dict[str, Any]:
+    """Tuned defaults shipped for ``dataset`` (by its base name), model family and forget-set
+    kind, through the presets' fallback chain; {} when none applies."""
+    from unlearnkit.methods.presets import lookup
 
-    Top-level keys starting with ``_`` (e.g. ``_provenance``) are metadata, not methods.
-    """
-    if not dataset:
-        return {}
-    base = dataset.split(":")[0]
-    try:
-        text = resources.files("unlearnkit").joinpath("presets", f"{base}.json").read_text()
-    except (FileNotFoundError, OSError):
-        return {}
-    presets = {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
-    return dict(presets.get(method, {}))
+    return lookup(dataset, method, model, kind)[0]

@@ -1,0 +1,560 @@
+"""Hyperparameter search for an unlearning method, selecting by Tug-of-War.
+
+The search never touches the forget sets you evaluate on, nor the test split:
+
+- a *validation forget set* S_v (:func:`validation_forget_set`) is drawn from the
+  examples the original trained on, minus ``avoid``: at random, or, with
+  ``like=FORGET``, matched to FORGET's difficulty profile (the same quantiles of
+  the score FORGET was built by, the same class mix; a random FORGET gets a
+  random set with its class counts, a whole-class FORGET another whole class);
+- the reference is ``retrain`` on D minus S_v with the original recipe, trained
+  once and cached (in memory, and in ``reference_dir`` when given);
+- each grid point unlearns S_v and is scored by
+  ``ToW = (1−Δacc(S_v))(1−Δacc(D_r))(1−Δacc(validation split))`` against the
+  reference, with the validation split in place of the test split.
+
+Grids: ``small`` is the method's own few points (``Method.tune_grid``); ``wide``
+crosses a log-spaced learning rate (1e-4..1e-1), epochs up to the original's and
+the method's own parameters (:data:`METHOD_AXES`). Epochs are searched by
+successive halving: every other combination runs at the fewest epochs, the best
+third goes on to the next epoch count, and so on. ``max_cost`` caps the examples
+processed as a fraction of retraining's (the unlearning challenge used 0.2).
+
+The best eligible ToW wins; ties go to the cheaper point (fewer examples processed).
+A method whose chosen setting behaves exactly like a simpler method (l1_sparse with a
+vanishing penalty is finetune) is flagged in ``collapsed_to``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from unlearnkit.data import ForgetSet
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.io import read_json, write_json
+from unlearnkit.methods import api
+from unlearnkit.methods.api import retain_positions, unlearn_run
+from unlearnkit.methods.base import METHODS
+from unlearnkit.metrics import tug_of_war
+from unlearnkit.models import Classifier
+from unlearnkit.runs import Run, load_run
+from unlearnkit.training import accuracy, predict_logits
+
+GRIDS = ("small", "wide")
+LOG_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+EPOCH_STEPS = (1, 2, 5, 10, 20, 30, 50, 100, 200)
+ETA = 3  # successive halving keeps the best 1/ETA of the combinations at each epoch count
+# The wide grid's method-specific axes (beside lr and epochs).
+METHOD_AXES: dict[str, dict[str, list[Any]]] = {
+    "l1_sparse": {"alpha": [1e-4, 1e-3, 1e-2]},
+    "neggrad_plus": {"alpha": [0.9, 0.97, 0.99]},
+    "salun": {"mask_ratio": [0.1, 0.5, 0.9]},
+    "scrub": {"msteps": [1, 2], "temperature": [2.0, 4.0]},
+    "imu": {"alpha": [0.0, 1e-4, 1e-3]},
+    "boundary_shrink": {"eps": [0.03, 0.1, 0.3]},
+}
+# A method that, at some setting, is another method: (simpler method, its parameters dropped).
+COLLAPSES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "l1_sparse": ("finetune", ("alpha",)),
+    "neggrad_plus": ("finetune", ("alpha",)),
+    "salun": ("random_label", ("mask_ratio",)),
+    "imu": ("imu_uniform", ()),
+}
+MATCH_TOLERANCE = 0.1  # largest mean shift in score quantile between FORGET and its matched set
+
+
+def run_unlearn(run: Run, forget: ForgetSet, method: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
+    """The run-level in-memory unlearning call (``unlearn_from_run`` once the model-first
+    API is in; until then ``unlearn`` itself takes a run)."""
+    return getattr(api, "unlearn_from_run", api.unlearn)(run, forget, method, params, **kw)
+
+
+# --------------------------------------------------------------------------- validation forget sets
+
+
+def _labels(run: Run, indices: np.ndarray) -> np.ndarray:
+    data = run.data
+    return data.y_train.numpy()[data.positions(indices, what="training indices")]
+
+
+def _pool(run: Run, like: ForgetSet | None, avoid: np.ndarray | None) -> np.ndarray:
+    """Training indices the run trained on, minus ``like`` and ``avoid``."""
+    pool = np.setdiff1d(run.data.index_train.numpy(), run.excluded)
+    for drop in (like.indices if like is not None else None, avoid):
+        if drop is not None:
+            pool = np.setdiff1d(pool, np.asarray(drop, dtype=np.int64))
+    return pool
+
+
+def check_like(run: Run, like: ForgetSet) -> None:
+    """Refuse a FORGET built on another run or dataset (its provenance says which)."""
+    what = like.source or "the --like forget set"
+    ds = like.meta.get("dataset")
+    if ds is not None and ds != run.data.name:
+        raise UnlearnkitError(f"{what} was built on dataset '{ds}', not on this run's '{run.data.name}'")
+    built_on = (like.meta.get("run") or {}).get("weights_sha256")
+    mine = run.meta.get("weights_sha256")
+    if built_on and mine and built_on != mine:
+        raise UnlearnkitError(
+            f"{what} was built on another run (weights sha256 {built_on[:12]}…, this run {mine[:12]}…); "
+            "build it on this run or tune on the run it came from"
+        )
+    like.check(run.data)
+
+
+def _score_table(run: Run, by: str, scores: pd.DataFrame | None) -> pd.Series:
+    """Score ``by`` per original training index (NaN rows dropped): from ``scores``, the run's
+    ``scores.parquet``, or computed on the fly for ``centroid_distance``."""
+    from unlearnkit.difficulty.geometry import centroid_distance, run_embeddings
+    from unlearnkit.difficulty.scores import load_scores
+
+    if scores is None or by not in scores.columns:
+        path = Path(run.path) / "scores.parquet" if run.path is not None else None
+        if path is not None and path.exists() and by in pd.read_parquet(path, columns=None).columns:
+            scores = load_scores(run.path)
+        elif by == "centroid_distance":
+            pos, emb = run_embeddings(run)
+            scores = pd.DataFrame({"index": run.data.index_train.numpy()[pos], by: centroid_distance(emb)})
+        else:
+            raise UnlearnkitError(
+                f"the run has no score '{by}' to match the forget set's difficulty; compute it with "
+                f"`unlearnkit score --run RUN_DIR {'--memorization MEM_DIR' if by == 'memorization' else '--scores ' + by}`"
+            )
+    col = scores.set_index("index")[by].astype(np.float64)
+    return col[np.isfinite(col.to_numpy())]
+
+
+def _random_like(run: Run, like: ForgetSet, pool: np.ndarray, seed: int) -> np.ndarray:
+    """A random set with ``like``'s class counts, from ``pool``."""
+    y_like, y_pool = _labels(run, like.indices), _labels(run, pool)
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(y_like, return_counts=True)
+    avail = np.array([(y_pool == c).sum() for c in classes])
+    if (counts > avail).any():
+        most = int(np.floor(np.min(avail / (counts / len(like)))))
+        raise UnlearnkitError(
+            f"--like {like.source or 'forget set'}: no disjoint random set with its class mix exists "
+            f"(class {int(classes[np.argmax(counts - avail)])} needs {int(counts[np.argmax(counts - avail)])}, "
+            f"{int(avail[np.argmax(counts - avail)])} left after it and --avoid); a random FORGET here can have "
+            f"at most about {most} examples"
+        )
+    return np.concatenate([rng.choice(pool[y_pool == c], size=k, replace=False) for c, k in zip(classes, counts)])
+
+
+def _class_like(run: Run, like: ForgetSet, pool: np.ndarray, seed: int) -> np.ndarray:
+    """Another whole class (the one closest in size to ``like``'s, ties at random), minus ``avoid``."""
+    taken = np.unique(_labels(run, like.indices))
+    y_pool = _labels(run, pool)
+    others = [c for c in np.unique(y_pool) if c not in taken]
+    if not others:
+        raise UnlearnkitError(f"--like {like.source or 'forget set'}: no other class is left to tune on")
+    rng = np.random.default_rng(seed)
+    sizes = np.array([(y_pool == c).sum() for c in others])
+    best = np.lexsort((rng.random(len(others)), np.abs(sizes - len(like))))[0]
+    return pool[y_pool == others[best]]
+
+
+def _score_like(run: Run, like: ForgetSet, pool: np.ndarray, by: str, scores: pd.DataFrame | None,
+                seed: int, tolerance: float) -> tuple[np.ndarray, float]:
+    """For each example of ``like``, the not-yet-taken pool example of the same label with the
+    nearest score ``by`` (ties at random). Returns the chosen indices and the mean shift of
+    score quantile (rank among all scored trained examples, in [0, 1]) between the two sets."""
+    col = _score_table(run, by, scores)
+    missing = np.setdiff1d(like.indices, col.index.to_numpy())
+    if len(missing):
+        raise UnlearnkitError(f"score '{by}' is missing for forget indices {missing[:5].tolist()}")
+    pool = np.intersect1d(pool, col.index.to_numpy())  # e.g. memorization is NaN where no model held it out
+    s_val, p_val = col.loc[like.indices].to_numpy(), col.loc[pool].to_numpy()
+    y_like, y_pool = _labels(run, like.indices), _labels(run, pool)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(y_like):
+        want = np.sort(s_val[y_like == label])
+        have = np.flatnonzero(y_pool == label)
+        if len(want) > len(have):
+            raise UnlearnkitError(
+                f"--like {like.source or 'forget set'}: class {label} has {len(want)} forget examples but only "
+                f"{len(have)} other scored training examples; a matched set needs at most half of each class"
+            )
+        have = have[np.lexsort((rng.random(len(have)), p_val[have]))]
+        hv = p_val[have]
+        taken = np.zeros(len(have), bool)
+        for v in want:
+            j = int(np.searchsorted(hv, v))
+            lo, hi = j - 1, j  # nearest untaken on each side
+            while lo >= 0 and taken[lo]:
+                lo -= 1
+            while hi < len(have) and taken[hi]:
+                hi += 1
+            if hi >= len(have) or (lo >= 0 and v - hv[lo] <= hv[hi] - v):
+                hi = lo
+            taken[hi] = True
+            chosen.append(pool[have[hi]])
+    chosen = np.array(chosen, np.int64)
+    ranks = col.rank(method="average").sub(1).div(max(len(col) - 1, 1))
+    shift = float(np.mean(np.abs(np.sort(ranks.loc[like.indices].to_numpy()) - np.sort(ranks.loc[chosen].to_numpy()))))
+    if shift > tolerance:
+        most = max(1, int(len(like) * tolerance / shift))
+        raise UnlearnkitError(
+            f"--like {like.source or 'forget set'}: no disjoint set of {len(like)} examples matches its '{by}' "
+            f"profile: the closest shifts score quantiles by {shift:.2f} on average (at most {tolerance:.2f}); "
+            f"a FORGET of this kind can have at most about {most} examples here"
+        )
+    return chosen, shift
+
+
+def validation_forget_set(
+    run: Run,
+    size: int | None = None,
+    seed: int = 1000,
+    avoid: np.ndarray | None = None,
+    *,
+    like: ForgetSet | None = None,
+    by: str | None = None,
+    scores: pd.DataFrame | None = None,
+    tolerance: float = MATCH_TOLERANCE,
+) -> ForgetSet:
+    """The one builder of validation forget sets (``tune`` and RUM's per-group search).
+
+    Without ``like``: ``size`` (default 10% of the training set) random examples that
+    ``run`` trained on, excluding ``avoid`` (e.g. the forget sets you will evaluate).
+    With ``like``: a set disjoint from ``like`` and ``avoid`` with ``like``'s profile:
+    matched on the score ``by`` (default the score ``like`` was built by, read from its
+    provenance; scores from ``scores``, else the run's ``scores.parquet``) and class
+    when it has one; ``like``'s class counts at random for a random ``like``; another
+    whole class for a class ``like``. ``size`` does not apply with ``like``. A score
+    match whose mean quantile shift exceeds ``tolerance`` is refused (the message says
+    how large such a ``like`` can be).
+    """
+    avoided = int(0 if avoid is None else len(np.asarray(avoid)))
+    if like is None:
+        pool = _pool(run, None, avoid)
+        size = max(1, round(0.1 * run.data.n_train)) if size is None else int(size)
+        if size <= 0 or size >= len(pool):
+            raise UnlearnkitError(f"--val-size must be in 1..{len(pool) - 1} (examples available), got {size}")
+        chosen = np.random.default_rng(seed).choice(pool, size=size, replace=False)
+        return ForgetSet(chosen, {"kind": "validation", "seed": int(seed), "avoided": avoided})
+    if size is not None:
+        raise UnlearnkitError("--val-size does not apply with --like (the matched set has the forget set's size)")
+    check_like(run, like)
+    pool = _pool(run, like, avoid)
+    by = by or like.meta.get("score")
+    meta: dict[str, Any] = {"kind": "validation", "like": like.meta.get("label") or like.kind, "like_sha256": like.sha256,
+                            "seed": int(seed), "avoided": avoided}
+    if like.kind == "class":
+        chosen = _class_like(run, like, pool, seed)
+        meta.update(match="another class", **{"class": int(_labels(run, chosen[:1])[0])})
+    elif by:
+        chosen, shift = _score_like(run, like, pool, by, scores, seed, tolerance)
+        meta.update(match="score and class", score=by, quantile_shift=round(shift, 4))
+    else:
+        chosen = _random_like(run, like, pool, seed)
+        meta.update(match="class counts, at random")
+    return ForgetSet(chosen, meta)
+
+
+# --------------------------------------------------------------------------- reference and accuracies
+
+
+def split_accuracies(model: Classifier, run: Run, forget: ForgetSet) -> dict[str, float]:
+    """Accuracy on S (``forget``), D_r (``retain``) and the validation split (``val``)."""
+    data = run.data
+    fp = forget.check(data)
+    rp = retain_positions(run, fp)
+    return {
+        "forget": accuracy(model, data.x_train[fp], data.y_train[fp]),
+        "retain": accuracy(model, data.x_train[rp], data.y_train[rp]),
+        "val": accuracy(model, data.x_val, data.y_val),
+    }
+
+
+_REFERENCES: dict[str, dict[str, float]] = {}
+
+
+def reference_accuracies(run: Run, forget: ForgetSet, *, seed: int = 0, device: str = "auto",
+                         quiet: bool = True, reference_dir: str | Path | None = None) -> dict[str, float]:
+    """Accuracies (and wall time / examples processed) of ``retrain`` on D minus ``forget``.
+
+    Cached per (weights, forget set, seed): with ``reference_dir`` on disk as a run
+    directory named by that key, else in memory; reused by later calls.
+    """
+    key = hashlib.sha256(f"{run.meta.get('weights_sha256')}|{forget.sha256}|{seed}".encode()).hexdigest()[:16]
+    path = Path(reference_dir) / f"tune-reference-{key}" if reference_dir else None
+    if path is None and key in _REFERENCES:
+        return _REFERENCES[key]
+    if path is not None and (path / "run.json").exists():
+        ref = load_run(path, data=run.data)
+        info = read_json(path / "unlearn.json")
+        model, seconds, work = ref.model, info["seconds"], info["examples_processed"]
+    elif path is not None:
+        ref = unlearn_run(run, forget, "retrain", path, seed=seed, device=device, quiet=quiet)
+        info = ref.extra["unlearn"]
+        model, seconds, work = ref.model, info["seconds"], info["examples_processed"]
+    else:
+        out = run_unlearn(run, forget, "retrain", seed=seed, device=device, quiet=quiet)
+        model, seconds, work = out.model, out.seconds, out.examples_processed
+    accs = {**split_accuracies(model, run, forget), "seconds": float(seconds), "examples_processed": int(work)}
+    if path is None:
+        _REFERENCES[key] = accs
+    return accs
+
+
+# --------------------------------------------------------------------------- grids and the search
+
+
+def default_grid(method: str) -> dict[str, list[Any]]:
+    """The method's small grid (``Method.tune_grid``)."""
+    grid = METHODS.get(method).tune_grid
+    if not grid:
+        raise UnlearnkitError(f"method '{method}' has no hyperparameters to tune")
+    return {k: list(v) for k, v in grid.items()}
+
+
+def wide_grid(method: str, max_epochs: int) -> dict[str, list[Any]]:
+    """lr log-spaced over 1e-4..1e-1 (for methods with an ``lr``), epochs from 1 up to
+    ``max_epochs`` (the original's), and the method's own axes (:data:`METHOD_AXES`);
+    methods without an lr (influence) keep their small grid."""
+    fields = METHODS.get(method).Params.model_fields
+    if "lr" not in fields:
+        return default_grid(method)
+    epochs = sorted({e for e in EPOCH_STEPS if e <= max_epochs} | {max(1, int(max_epochs))})
+    grid: dict[str, list[Any]] = {"lr": list(LOG_LRS)}
+    if "epochs" in fields:
+        grid["epochs"] = epochs
+    grid.update({k: list(v) for k, v in METHOD_AXES.get(method, {}).items() if k in fields})
+    return grid
+
+
+def grid_for(method: str, grid: str | Mapping[str, Sequence[Any]] | None, max_epochs: int) -> dict[str, list[Any]]:
+    """``grid``: ``"small"``, ``"wide"``, or ``{param: [values]}`` (None = small)."""
+    if grid is None or grid == "small":
+        return default_grid(method)
+    if grid == "wide":
+        return wide_grid(method, max_epochs)
+    if isinstance(grid, str):
+        raise UnlearnkitError(f"unknown grid '{grid}'; choose from: {', '.join(GRIDS)}, or give {{param: [values]}}")
+    return {k: list(v) for k, v in grid.items()}
+
+
+# evaluate(point) -> {"tow": float, "examples_processed": int, ...accuracies...}; raises UnlearnkitError on failure.
+Evaluate = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def search(grid: Mapping[str, Sequence[Any]], evaluate: Evaluate, *, budget: float | None = None,
+           eta: int = ETA) -> pd.DataFrame:
+    """Search ``grid`` with successive halving over its ``epochs`` axis (a plain grid without one).
+
+    Every combination of the other axes runs at the fewest epochs; the best ``1/eta`` of them
+    (by ToW) run at the next epoch count, and so on. ``budget``: the most examples a point
+    may process; a point predicted (from its run at fewer epochs, linearly) to exceed it is
+    not run, one that did exceed it is recorded but not eligible. Returns one row per point
+    run: its values, ``rung``, what ``evaluate`` returned, ``eligible``, ``error``.
+    """
+    keys = [k for k in grid if k != "epochs"]
+    combos = [dict(zip(keys, vals)) for vals in itertools.product(*(list(grid[k]) for k in keys))]
+    rungs = sorted(grid["epochs"]) if "epochs" in grid else [None]
+    rows: list[dict[str, Any]] = []
+    alive = list(range(len(combos)))
+    last_cost: dict[int, tuple[int, int]] = {}  # combo -> (epochs, examples processed) of its last run
+    for r, epochs in enumerate(rungs):
+        scored = []
+        for c in alive:
+            point = {**combos[c], **({} if epochs is None else {"epochs": epochs})}
+            if budget is not None and c in last_cost and epochs is not None:
+                e0, w0 = last_cost[c]
+                if w0 * epochs / e0 > budget:
+                    continue  # predicted over the cost cap: not run
+            row: dict[str, Any] = {**point, "rung": r}
+            try:
+                res = evaluate(dict(point))
+            except UnlearnkitError as e:
+                rows.append({**row, "tow": float("nan"), "eligible": False, "error": str(e)})
+                continue
+            work = int(res["examples_processed"])
+            ok = budget is None or work <= budget
+            rows.append({**row, **res, "eligible": ok, "error": None})
+            if epochs is not None:
+                last_cost[c] = (epochs, work)
+            scored.append((-res["tow"] if math.isfinite(res["tow"]) else math.inf, work, c))
+        scored.sort()
+        alive = [c for _, _, c in scored[: max(1, math.ceil(len(scored) / eta))]]
+        if not alive:
+            break
+    return pd.DataFrame(rows)
+
+
+def best_row(table: pd.DataFrame) -> pd.Series | None:
+    """The eligible row of largest ToW (ties: fewest examples processed), or None."""
+    ok = table[table["eligible"].astype(bool) & table["tow"].notna()] if len(table) else table
+    if ok.empty:
+        return None
+    return ok.assign(_neg=-ok["tow"]).sort_values(["_neg", "examples_processed"], kind="stable").iloc[0]
+
+
+@dataclass
+class TuneResult:
+    """Outcome of :func:`tune`.
+
+    ``chosen``: the selected grid values; ``table``: one row per grid point run (its values,
+    ``rung``, ``forget_acc``, ``retain_acc``, ``val_acc``, ``tow``, ``seconds``,
+    ``examples_processed``, ``cost`` = examples / retraining's, ``eligible``, ``error``),
+    best first; ``reference``: the retrained model's accuracies and cost on S_v;
+    ``cost``: the chosen point's ``cost``; ``collapsed_to``: the simpler method the chosen
+    setting reproduces exactly, or None.
+    """
+
+    method: str
+    chosen: dict[str, Any]
+    tow: float
+    table: pd.DataFrame
+    val_forget: ForgetSet
+    reference: dict[str, float]
+    seed: int
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    max_cost: float | None = None
+    cost: float = float("nan")
+    collapsed_to: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        table = self.table.astype(object).where(self.table.notna(), None)
+        return {
+            "method": self.method,
+            "chosen": self.chosen,
+            "tow": self.tow,
+            "cost": self.cost,
+            "max_cost": self.max_cost,
+            "collapsed_to": self.collapsed_to,
+            "seed": self.seed,
+            "selection": "max ToW on a validation forget set (validation split in place of test); "
+                         "ties: fewer examples; epochs by successive halving",
+            "search_grid": self.grid,
+            "validation_forget": {**self.val_forget.meta, "size": len(self.val_forget),
+                                  "sha256": self.val_forget.sha256, "indices": self.val_forget.indices.tolist()},
+            "reference": self.reference,
+            "grid": table.to_dict(orient="records"),
+        }
+
+
+def _full_params(method: str, point: Mapping[str, Any]) -> dict[str, Any]:
+    """The class defaults with ``point`` on top, so that presets never leak into a search."""
+    cls = METHODS.get(method)
+    return {**cls.Params().model_dump(), **point}
+
+
+def collapse_check(run: Run, forget: ForgetSet, method: str, chosen: Mapping[str, Any], *, seed: int = 0,
+                   device: str = "auto", quiet: bool = True) -> str | None:
+    """The simpler method (:data:`COLLAPSES`) that ``method`` at ``chosen`` reproduces, or None.
+
+    Both are run on ``forget`` with the same shared values; they collapse when their
+    validation-split logits agree to 1e-4 and their predictions are identical.
+    """
+    if method not in COLLAPSES or COLLAPSES[method][0] not in METHODS:
+        return None
+    simpler, dropped = COLLAPSES[method]
+    mine = run_unlearn(run, forget, method, _full_params(method, chosen), seed=seed, device=device, quiet=quiet).model
+    fields = METHODS.get(simpler).Params.model_fields
+    shared = {k: v for k, v in _full_params(method, chosen).items() if k in fields and k not in dropped}
+    other = run_unlearn(run, forget, simpler, _full_params(simpler, shared), seed=seed, device=device, quiet=quiet).model
+    a, b = predict_logits(mine, run.data.x_val), predict_logits(other, run.data.x_val)
+    same = bool((a.argmax(1) == b.argmax(1)).all()) and float((a - b).abs().max()) <= 1e-4 * max(1.0, float(a.abs().max()))
+    return simpler if same else None
+
+
+def tune(
+    run: Run,
+    method: str,
+    *,
+    grid: str | Mapping[str, Sequence[Any]] | None = None,
+    like: ForgetSet | None = None,
+    max_cost: float | None = None,
+    val_size: int | None = None,
+    val_seed: int = 1000,
+    avoid: np.ndarray | None = None,
+    scores: pd.DataFrame | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    quiet: bool = True,
+    reference_dir: str | Path | None = None,
+) -> TuneResult:
+    """Search ``method``'s hyperparameters on ``run`` by ToW on a validation forget set.
+
+    ``grid``: ``"small"`` (default, the method's 6-12 points), ``"wide"`` (see module
+    docstring) or ``{param: [values]}``. ``like``: tune on a set matched to this forget
+    set's difficulty (:func:`validation_forget_set`). ``max_cost``: the most examples
+    a point may process, as a fraction of retraining's (> 0). A point whose unlearning
+    fails (e.g. a NaN loss) is recorded with its error and ToW NaN.
+    """
+    cls = METHODS.get(method)
+    if max_cost is not None and not max_cost > 0:
+        raise UnlearnkitError(f"--max-cost must be > 0 (a fraction of retraining's examples), got {max_cost}")
+    max_epochs = int((run.meta.get("train") or {}).get("epochs", 10))
+    g = grid_for(method, grid, max_epochs)
+    for vals in itertools.product(*g.values()):  # refuse unknown keys / bad values before any training
+        cls.resolve_params(None, _full_params(method, dict(zip(g, vals))))
+    forget = validation_forget_set(run, val_size, val_seed, avoid, like=like, scores=scores)
+    ref = reference_accuracies(run, forget, seed=seed, device=device, quiet=quiet, reference_dir=reference_dir)
+    ref_tow = {"forget": ref["forget"], "retain": ref["retain"], "test": ref["val"]}
+    retrain_work = max(1, int(ref["examples_processed"]))
+
+    def evaluate(point: dict[str, Any]) -> dict[str, Any]:
+        out = run_unlearn(run, forget, method, _full_params(method, point), seed=seed, device=device, quiet=quiet)
+        acc = split_accuracies(out.model, run, forget)
+        return {**{f"{k}_acc": v for k, v in acc.items()},
+                "tow": tug_of_war({"forget": acc["forget"], "retain": acc["retain"], "test": acc["val"]}, ref_tow),
+                "seconds": out.seconds, "examples_processed": out.examples_processed,
+                "cost": out.examples_processed / retrain_work}
+
+    table = search(g, evaluate, budget=None if max_cost is None else max_cost * retrain_work)
+    best = best_row(table)
+    if best is None:
+        first = next((e for e in table.get("error", pd.Series(dtype=object)) if e), None) if len(table) else None
+        why = f"first error: {first}" if first else f"no point within --max-cost {max_cost}"
+        raise UnlearnkitError(f"tune {method}: no grid point qualified; {why}")
+    keys = list(g)
+    chosen = {k: _plain(best[k]) for k in keys}
+    table = table.assign(_neg=-table["tow"]).sort_values(
+        ["_neg", "examples_processed"], na_position="last", kind="stable").drop(columns="_neg").reset_index(drop=True)
+    collapsed = collapse_check(run, forget, method, chosen, seed=seed, device=device, quiet=quiet)
+    return TuneResult(method, chosen, float(best["tow"]), table, forget, ref, seed, g, max_cost,
+                      float(best["cost"]), collapsed)
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars -> Python scalars (for JSON and pydantic)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def write_tune(path: str | Path, result: TuneResult) -> None:
+    """Write :meth:`TuneResult.to_dict` as JSON (atomically)."""
+    write_json(path, result.to_dict())
+
+
+def update_preset(path: str | Path, result: TuneResult, *, dataset: str, model: str, kind: str, command: str,
+                  train: dict[str, Any] | None = None) -> None:
+    """Merge ``result.chosen`` into the preset file ``path`` under ``model`` / ``kind`` / method
+    (see :mod:`unlearnkit.methods.presets`), recording provenance under
+    ``_provenance["model/kind/method"]``: command, date, the original's recipe, validation ToW
+    and cost, and ``collapsed_to`` when the setting is another method's."""
+    from unlearnkit.methods.presets import merge_preset
+
+    merge_preset(path, model, kind, result.method, result.chosen, {
+        "command": command,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "dataset": dataset,
+        "train": train or {},
+        "val_tow": round(result.tow, 4),
+        "val_forget_size": len(result.val_forget),
+        "val_forget_match": result.val_forget.meta.get("match", "random"),
+        "cost": round(result.cost, 4),
+        "max_cost": result.max_cost,
+        "collapsed_to": result.collapsed_to,
+    })

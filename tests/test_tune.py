@@ -1,0 +1,215 @@
+"""Tuning (unlearnkit.meta.tune) and presets (unlearnkit.methods.presets) on tiny digits runs:
+validation sets matched to a forget set's difficulty, the successive-halving search and its
+cost cap, collapse detection, the preset fallback chain and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from unlearnkit.data import ForgetSet, save_forget
+from unlearnkit.data.forget import class_forget_set, random_forget_set
+from unlearnkit.difficulty.forget_sets import forget_by_score
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.io import read_json
+from unlearnkit.meta.tune import best_row, search, tune, validation_forget_set, wide_grid
+from unlearnkit.methods import METHODS, preset_for
+from unlearnkit.methods.presets import fallback_chain, load_presets, lookup, merge_preset, preset_kind
+
+
+@pytest.fixture(scope="module")
+def scores(digits_run) -> pd.DataFrame:
+    """A synthetic per-example score (seeded), standing in for memorization."""
+    idx = digits_run.data.index_train.numpy()
+    return pd.DataFrame({"index": idx, "memorization": np.random.default_rng(0).random(len(idx))})
+
+
+@pytest.fixture(scope="module")
+def high(scores) -> ForgetSet:
+    return forget_by_score(scores, "memorization", "high", 40, seed=0)
+
+
+def labels(run, fs: ForgetSet) -> pd.Series:
+    y = pd.Series(run.data.y_train.numpy(), index=run.data.index_train.numpy())
+    return y.loc[fs.indices].value_counts().sort_index()
+
+
+def test_tune_selects_by_tow_on_a_disjoint_validation_set(digits_run, tmp):
+    forget = random_forget_set(digits_run.data, 100, seed=0)
+    grid = {"lr": [0.01, 0.05], "epochs": [1]}
+    res = tune(digits_run, "finetune", grid=grid, val_size=60, avoid=forget.indices, reference_dir=tmp)
+    assert len(res.table) == 2 and res.chosen["lr"] in (0.01, 0.05) and res.chosen["epochs"] == 1
+    assert res.tow == res.table["tow"].max() and 0 < res.tow <= 1
+    assert not set(res.val_forget.indices) & set(forget.indices)
+    assert len(list(tmp.glob("tune-reference-*"))) == 1  # the reference run is cached on disk
+    again = tune(digits_run, "finetune", grid=grid, val_size=60, avoid=forget.indices, reference_dir=tmp)
+    assert again.chosen == res.chosen and again.reference == res.reference
+    json.dumps(res.to_dict())
+    with pytest.raises(UnlearnkitError, match="no hyperparameters"):
+        tune(digits_run, "retrain")
+
+
+def test_validation_set_matches_the_difficulty_and_class_mix(digits_run, scores, high):
+    s = scores.set_index("index")["memorization"]
+    avoid = random_forget_set(digits_run.data, 80, seed=3).indices
+    val = validation_forget_set(digits_run, like=high, scores=scores, avoid=avoid)
+    assert len(val) == len(high) and not set(val.indices) & (set(high.indices) | set(avoid))
+    assert labels(digits_run, val).equals(labels(digits_run, high))
+    assert s.loc[val.indices].min() > s.quantile(0.8)  # a high set gets a high set
+    assert 0 < val.meta["quantile_shift"] <= 0.1 and val.meta["like"] == "memorization-high"
+    # the random like: its class counts, at random; the class like: another whole class
+    rnd = random_forget_set(digits_run.data, 50, seed=1)
+    vr = validation_forget_set(digits_run, like=rnd)
+    assert labels(digits_run, vr).equals(labels(digits_run, rnd)) and not set(vr.indices) & set(rnd.indices)
+    assert vr.indices.tolist() != rnd.indices.tolist()
+    c3 = class_forget_set(digits_run.data, 3)
+    vc = validation_forget_set(digits_run, like=c3)
+    assert len(labels(digits_run, vc)) == 1 and vc.meta["class"] != 3
+    # a score missing for some examples (NaN) is never matched on
+    holes = scores.assign(memorization=scores["memorization"].where(~scores["index"].isin(val.indices)))
+    again = validation_forget_set(digits_run, like=high, scores=holes)
+    assert not set(again.indices) & set(val.indices)
+
+
+def test_validation_set_bad_input(digits_run, scores):
+    big = forget_by_score(scores, "memorization", "high", 400, seed=0)
+    with pytest.raises(UnlearnkitError, match=r"shifts score quantiles by 0\.\d\d .* at most about \d+ examples"):
+        validation_forget_set(digits_run, like=big, scores=scores)
+    half = random_forget_set(digits_run.data, int(digits_run.data.n_train * 0.6), seed=0)
+    with pytest.raises(UnlearnkitError, match="at most about"):
+        validation_forget_set(digits_run, like=half)
+    other_run = ForgetSet(np.arange(20), {"kind": "memorization-high", "score": "memorization",
+                                          "run": {"weights_sha256": "0" * 64}})
+    with pytest.raises(UnlearnkitError, match="built on another run"):
+        validation_forget_set(digits_run, like=other_run, scores=scores)
+    with pytest.raises(UnlearnkitError, match="dataset 'wine'"):
+        validation_forget_set(digits_run, like=ForgetSet(np.arange(20), {"kind": "random", "dataset": "wine"}))
+    with pytest.raises(UnlearnkitError, match="--val-size does not apply"):
+        validation_forget_set(digits_run, 10, like=big)
+    with pytest.raises(UnlearnkitError, match="no score 'margin'"):
+        validation_forget_set(digits_run, like=ForgetSet(digits_run.data.index_train.numpy()[:20],
+                                                          {"kind": "score:margin-high", "score": "margin"}))
+
+
+def test_search_halves_over_epochs_and_respects_the_cost_cap():
+    calls = []
+
+    def evaluate(point):  # ToW grows with lr and epochs; 100 examples per epoch
+        calls.append(dict(point))
+        return {"tow": point["lr"] + point["epochs"] / 100, "examples_processed": 100 * point["epochs"]}
+
+    grid = {"lr": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], "epochs": [1, 2, 5]}
+    table = search(grid, evaluate, eta=3)
+    assert table.groupby("rung").size().tolist() == [6, 2, 1]  # successive halving: 6 -> 2 -> 1
+    assert set(table.loc[table["rung"] == 1, "lr"]) == {0.5, 0.6}
+    best = best_row(table)
+    assert best["lr"] == 0.6 and best["epochs"] == 5
+    calls.clear()
+    capped = search(grid, evaluate, budget=250, eta=3)
+    assert all(c["epochs"] <= 2 for c in calls)  # the 5-epoch point (500 examples) is predicted over the cap
+    assert best_row(capped)["epochs"] == 2
+    assert best_row(search({"lr": [0.1], "epochs": [5]}, evaluate, budget=250)) is None  # ran, over the cap
+
+
+def test_wide_grid_covers_lr_epochs_and_the_methods_own_axes():
+    g = wide_grid("salun", max_epochs=10)
+    assert min(g["lr"]) <= 1e-4 and max(g["lr"]) >= 1e-1 and g["epochs"] == [1, 2, 5, 10] and "mask_ratio" in g
+    assert set(wide_grid("scrub", 3)) == {"lr", "epochs", "msteps", "temperature"} and wide_grid("scrub", 3)["epochs"] == [1, 2, 3]
+    assert "alpha" in wide_grid("l1_sparse", 10) and "damping" in wide_grid("influence", 10)
+
+
+def test_tune_like_with_a_cost_cap_and_collapse_flag(digits_run, scores, high, tmp):
+    res = tune(digits_run, "finetune", grid={"lr": [0.01, 0.1], "epochs": [1, 2, 5]}, like=high, scores=scores,
+               max_cost=0.2, reference_dir=tmp)
+    assert res.val_forget.meta["match"] == "score and class" and res.cost <= 0.2
+    assert (res.table.loc[res.table["eligible"], "cost"] <= 0.2).all()
+    assert res.chosen["epochs"] <= 2  # 5 of the original's 15 epochs is over 0.2 of retraining
+    assert res.to_dict()["cost"] == res.cost and res.collapsed_to is None
+    with pytest.raises(UnlearnkitError, match="--max-cost must be > 0"):
+        tune(digits_run, "finetune", max_cost=0)
+    point = {"lr": [0.05], "epochs": [1]}
+    zero = tune(digits_run, "l1_sparse", grid={**point, "alpha": [0.0]}, val_size=40, reference_dir=tmp)
+    assert zero.collapsed_to == "finetune"
+    real = tune(digits_run, "l1_sparse", grid={**point, "alpha": [1e-2]}, val_size=40, reference_dir=tmp)
+    assert real.collapsed_to is None
+
+
+def test_preset_fallback_chain_and_validation(tmp):
+    assert fallback_chain("mlp", "class-3") == [("mlp", "class"), ("mlp", "*"), ("*", "class"), ("*", "*")]
+    assert preset_kind("score:confidence-high") == "memorization-high" and preset_kind("validation") == "*"
+    path = tmp / "p.json"
+    merge_preset(path, "mlp", "memorization-high", "finetune", {"lr": 0.1, "epochs": 2}, {"command": "x"})
+    merge_preset(path, "*", "*", "finetune", {"lr": 0.01}, {"command": "y"})
+    assert lookup(None, "finetune", "mlp", "memorization-high", path=path)[:2] == ({"lr": 0.1, "epochs": 2}, f"{path}/mlp/memorization-high")
+    assert lookup(None, "finetune", "cnn", "random", path=path)[0] == {"lr": 0.01}
+    assert lookup(None, "salun", "mlp", "random", path=path) == ({}, None, {})
+    assert read_json(path)["_provenance"]["mlp/memorization-high/finetune"] == {"command": "x"}
+    for bad, message in [
+        ({"mlp": {"random": {"finetun": {}}}}, "mlp.random: unknown method 'finetun'"),
+        ({"mlp": {"random": {"finetune": {"lrr": 1}}}}, "mlp.random.finetune: unknown key 'lrr'"),
+        ({"mlp": {"hard": {}}}, "mlp.hard: unknown forget-set kind"),
+        ({"nope": {}}, "unknown model family 'nope'"),
+    ]:
+        path.write_text(json.dumps(bad))
+        with pytest.raises(UnlearnkitError, match=message.replace(".", r"\.")) as e:
+            load_presets(path=path)
+        assert "\n" not in str(e.value)
+
+
+def test_shipped_presets_validate_and_ignore_metadata():
+    assert preset_for("digits", "_provenance") == {}
+    for name in ("digits", "fashion-mnist"):
+        data = load_presets(name)
+        for model, kinds in data.items():
+            if model.startswith("_"):
+                continue
+            for kind, methods in kinds.items():
+                for method, values in methods.items():
+                    METHODS.get(method).resolve_params(None, values)
+        assert not any(s in json.dumps(data) for s in ("/tmp/", "/home/", "/work/", "/root/"))  # no machine paths
+
+
+def test_tune_cli_like_writes_choice_grid_and_preset_kind(cli, digits_run, scores, high, tmp):
+    like = tmp / "high.json"
+    save_forget(like, high)
+    scores.to_parquet(tmp / "scores.parquet")  # the CLI reads the run's scores; give it a copy of the run
+
+
+    run_dir = tmp / "run"
+    shutil.copytree(digits_run.path, run_dir)
+    shutil.copy(tmp / "scores.parquet", run_dir / "scores.parquet")
+    code, out, err = cli("tune", "--run", run_dir, "--method", "neggrad", "--like", like, "--out", tmp / "t" / "tune.json",
+                         "--update-preset", tmp / "preset.json", "-q")
+    assert code == 0, err
+    res = read_json(tmp / "t" / "tune.json")
+    assert len(res["grid"]) == 3 + 1 and set(res["chosen"]) == {"lr", "epochs"}  # 3 lr at 1 epoch, the best at 5
+    assert res["validation_forget"]["like"] == "memorization-high" and res["validation_forget"]["size"] == 40
+    preset = read_json(tmp / "preset.json")
+    assert preset["mlp"]["memorization-high"]["neggrad"] == res["chosen"]
+    prov = preset["_provenance"]["mlp/memorization-high/neggrad"]
+    assert str(tmp) not in prov["command"] and "train" in prov and "date" in prov
+    assert list((tmp / "t").glob("tune-reference-*"))  # the reference is cached beside the output
+    # unlearn says which preset applied and the resolved hyperparameters
+    code, out, err = cli("unlearn", "--run", run_dir, "--forget", like, "--method", "finetune", "--set", "epochs=1",
+                         "--out", tmp / "u", "-q")
+    assert code == 0, err
+    assert "finetune hyperparameters (preset digits/" in out and "overridden by --set epochs" in out and "epochs=1" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-cost", "0"], "--max-cost must be > 0"),
+    (["--grid", "huge"], "unknown grid 'huge'"),
+    (["--like", "WINE"], "dataset 'wine'"),
+    (["--update-preset", "BAD"], "unknown method 'finetun'"),
+])
+def test_tune_cli_bad_input(cli, digits_run, tmp, args, message):
+    (tmp / "wine.json").write_text(json.dumps({"indices": [1, 2, 3], "kind": "random", "dataset": "wine"}))
+    (tmp / "bad.json").write_text(json.dumps({"mlp": {"random": {"finetun": {"lr": 1}}}}))
+    args = [{"WINE": tmp / "wine.json", "BAD": tmp / "bad.json"}.get(a, a) for a in args]
+    code, _, err = cli("tune", "--run", digits_run.path, "--method", "finetune", *args, "--out", tmp / "t.json")
+    assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp / "t.json").exists()
