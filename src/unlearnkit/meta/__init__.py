@@ -7,7 +7,6 @@ from unlearnkit.meta.instance import InstanceAnalysis, analyze_instances
 from unlearnkit.meta.rum import (
     RumOutcome,
     centroid_scores,
-    higher_is_harder_for,
     refine,
     retrain_reference,
     rum,
@@ -21,7 +20,6 @@ __all__ = [
     "analyze_instances",
     "RumOutcome",
     "centroid_scores",
-    "higher_is_harder_for",
     "refine",
     "retrain_reference",
     "rum",

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from unlearnkit.data import ForgetSet
-from unlearnkit.difficulty import SCORES
+from unlearnkit.difficulty.scores import score_direction
 from unlearnkit.difficulty.geometry import centroid_distance, run_embeddings
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import atomic_dir, write_json
@@ -45,9 +45,6 @@ from unlearnkit.training import accuracy
 VARIANTS = ("vanilla", "shuffle", "rum_f", "rum")
 RETAIN_POLICIES = ("strict", "rum")
 SKIP = ("none", "noop")
-# Scores where a larger value means an easier (less memorized) example, for columns the
-# difficulty SCORES registry does not know (e.g. a score table written by hand).
-EASIER_WHEN_HIGHER = frozenset({"confidence", "max_confidence", "binary_accuracy", "margin"})
 CENTROID = "centroid_distance"
 DEFAULT_CANDIDATES = ("none", "finetune", "neggrad_plus", "salun", "l1_sparse")
 
@@ -60,14 +57,6 @@ DEFAULT_CANDIDATES = ("none", "finetune", "neggrad_plus", "salun", "l1_sparse")
 def group_names(k: int) -> list[str]:
     """``low, medium, high`` for K=3, else ``g0 .. g{K-1}`` (g0 = least hard)."""
     return ["low", "medium", "high"] if k == 3 else [f"g{i}" for i in range(k)]
-
-
-def higher_is_harder_for(score: str) -> bool:
-    """Direction of a score: as the difficulty ``SCORES`` registry declares it, else the
-    built-in table (confidence-type scores are inverted), else higher = harder."""
-    if score in SCORES:
-        return bool(SCORES.get(score).higher_is_harder)
-    return score not in EASIER_WHEN_HIGHER
 
 
 def _score_values(scores: pd.DataFrame, by: str, indices: np.ndarray, source: str = "the run") -> np.ndarray:
@@ -117,7 +106,7 @@ def refine(
         raise UnlearnkitError(
             f"cannot split a forget set of {len(forget)} examples into {groups} groups: a group would be empty"
         )
-    hih = higher_is_harder_for(by) if higher_is_harder is None else higher_is_harder
+    hih = score_direction(by) if higher_is_harder is None else higher_is_harder
     idx = forget.indices
     rank = np.lexsort((idx, _hardness(_score_values(scores, by, idx), hih)))
     return {name: np.sort(idx[part]) for name, part in zip(group_names(groups), np.array_split(rank, groups))}
@@ -464,7 +453,7 @@ def rum(
     refined = variant in ("rum_f", "rum")
     if refined:
         table = _scores_for(run, refine_by, scores)
-        hih = higher_is_harder_for(refine_by) if higher_is_harder is None else higher_is_harder
+        hih = score_direction(refine_by) if higher_is_harder is None else higher_is_harder
         parts = refine(forget, table, refine_by, groups, hih)
     else:
         hih = None
