@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import typer
@@ -10,6 +11,7 @@ import yaml
 from rich.table import Table
 
 from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples
+from unlearnkit.cli.unlearn_cmd import describe_params
 from unlearnkit.errors import UnlearnkitError
 
 # meta.rum.DEFAULT_CANDIDATES, repeated so that --help does not import torch
@@ -108,5 +110,12 @@ def rum_cmd(
             *(f"{s[k]:.3f}" for k in ("group_acc", "forget_acc", "retain_acc", "test_acc")),
         )
     console.print(table)
+    shared = {k: v for k, v in params.items() if not isinstance(v, dict)}
+    for s in info["steps"]:
+        if s["method"] != "none":  # the resolved hyperparameters of each step, and where they came from
+            group = SimpleNamespace(kind="rum_group")  # presets key RUM's groups as '*' kinds
+            overrides = {**shared, **params.get(s["group"], {})} if variant != "rum" else {}
+            console.print(f"{s['group']}: " + describe_params(original, group, s["method"], s["params"], overrides),
+                          highlight=False)
     console.print(f"retain per step: {retain} ({'D minus all of S' if retain == 'strict' else 'unprocessed groups kept'})")
     console.print(f"-> {out} (rum.json: groups, order, methods, params, steps)")
