@@ -19,7 +19,7 @@ from pydantic import Field
 
 from unlearnkit.methods.base import MethodContext, Params
 from unlearnkit.progress import progress_bar
-from unlearnkit.training import TrainConfig, check_finite, make_optimizer, train
+from unlearnkit.training import TrainConfig, check_finite, make_optimizer, per_example_loss, train
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -48,8 +48,9 @@ def optimizer(model: torch.nn.Module, p: OptimParams, seed: int) -> torch.optim.
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-example cross-entropy ``[b]``."""
-    return F.cross_entropy(logits, y, reduction="none")
+    """Per-example cross-entropy ``[b]``: against labels for a classifier, next-token
+    (``y`` = the token ids, see :func:`unlearnkit.training.targets_for`) for a sequence model."""
+    return per_example_loss(logits, y)
 
 
 def rows(ctx: MethodContext, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

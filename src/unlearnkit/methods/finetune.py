@@ -16,6 +16,7 @@ class FinetuneParams(OptimParams):
 @METHODS.register("finetune")
 class Finetune(Method):
     requires = frozenset({"retain"})
+    objectives = frozenset({"classify", "next_token"})
     Params = FinetuneParams
     tune_grid = {"lr": [0.01, 0.03, 0.1], "epochs": [1, 2]}
 

@@ -44,7 +44,7 @@ from unlearnkit.methods.common import (
     OptimParams, cross_entropy, descend, epoch_batches, epoch_range, rows, train_config,
 )
 from unlearnkit.task import Task
-from unlearnkit.training import make_optimizer, predict_embeddings
+from unlearnkit.training import make_optimizer, predict_embeddings, targets_for
 
 
 class ImuParams(OptimParams):
@@ -67,9 +67,14 @@ def head_influence(head: nn.Linear, h: torch.Tensor, y: torch.Tensor, lam: float
     """Influences ``I [n]`` (returned as float64) of examples with embeddings ``h [n, d]`` and labels
     ``y [n]`` on the mean forget loss through ``head``, from the closed-form head gradients (module
     docstring). Computed in the head's precision (float32 matmuls are ~50x faster than float64 on
-    CPU; the result matches per-example autograd to ~1e-6 relative)."""
+    CPU; the result matches per-example autograd to ~1e-6 relative).
+
+    For a sequence model ``h [n, L, d]`` are the hidden states and ``y [n, L]`` the token ids
+    (see :func:`sequence_head_influence`)."""
     h = h.to(head.weight.device, head.weight.dtype)
     y = y.to(head.weight.device)
+    if h.dim() == 3:
+        return sequence_head_influence(head, h, y, lam)
     logits = head(h)
     e = torch.softmax(logits, dim=1) - F.one_hot(y, logits.shape[1]).to(logits.dtype)  # [n, C]
     h1 = torch.cat([h, h.new_ones(len(h), 1)], dim=1)  # [n, d + 1]
@@ -77,6 +82,27 @@ def head_influence(head: nn.Linear, h: torch.Tensor, y: torch.Tensor, lam: float
     fisher = (e * e).T @ (h1 * h1) / n + lam  # [C, d + 1]
     mean_grad = e.T @ h1 / n  # [C, d + 1]
     return -((e @ (mean_grad / fisher)) * h1).sum(1).double()
+
+
+@torch.no_grad()
+def sequence_head_influence(head: nn.Linear, h: torch.Tensor, x: torch.Tensor, lam: float = 0.01) -> torch.Tensor:
+    """Influences ``I [n]`` (float64) of sequences through the output layer of a next-token model.
+
+    ``h [n, L, d]``: hidden states, position ``t`` predicting token ``x[:, t + 1]``; ``x [n, L]``:
+    token ids (0 = padding, not predicted). A sequence's head gradient is the mean over its
+    predicted tokens of ``(p_t - onehot(x_{t+1})) ⊗ [h_t; 1]``: a sum of outer products, so (unlike
+    one example of a classifier) it does not factorise; it is built for all sequences at once with
+    one batched contraction, ``G [n, C, d + 1]``. Then, as for classifiers, the diagonal Fisher
+    ``F = mean_i G_i∘G_i + λ``, ``ḡ = mean_i G_i`` and ``I_i = -<G_i, ḡ / F>``.
+    """
+    hp, target = h[:, :-1], x[:, 1:]
+    logits = head(hp)  # [n, L-1, C]
+    mask = (target != 0).to(logits.dtype)
+    e = (torch.softmax(logits, dim=2) - F.one_hot(target, logits.shape[2]).to(logits.dtype)) * mask[..., None]
+    h1 = torch.cat([hp, hp.new_ones(*hp.shape[:2], 1)], dim=2)  # [n, L-1, d + 1]
+    g = torch.einsum("ntc,ntd->ncd", e, h1) / mask.sum(1).clamp_min(1.0)[:, None, None]
+    fisher = (g * g).mean(0) + lam
+    return -(g * (g.mean(0) / fisher)).sum((1, 2)).double()
 
 
 def model_influence(
@@ -87,7 +113,7 @@ def model_influence(
     features, in eval mode)."""
     task = model if isinstance(model, Task) else Task(model)
     feats = predict_embeddings(task.model, x, batch_size, device, features=task.features)
-    return head_influence(task.head, feats, y, lam)
+    return head_influence(task.head, feats, targets_for(task.model, x, y), lam)
 
 
 def imu_weights(influence: torch.Tensor, clip_percentile: float = 93.0, top_fraction: float = 1.0) -> torch.Tensor:
@@ -127,6 +153,7 @@ class Imu(Method):
     """Influence-weighted gradient ascent on the forget set + L1 on the head (retain-free)."""
 
     requires = frozenset({"features", "head"})
+    objectives = frozenset({"classify", "next_token"})
     Params = ImuParams
     uniform: ClassVar[bool] = False  # imu_uniform: w_i = 1 on the same kept examples
     tune_grid = {"lr": [1e-4, 1e-3, 1e-2], "epochs": [1, 5]}  # as neggrad: ascent diverges fast
@@ -139,7 +166,7 @@ class Imu(Method):
     def run(self, ctx: MethodContext, params: ImuParams) -> MethodOutput:
         p, model, dev, head = params, ctx.model, ctx.device, ctx.task.head
         x, y = rows(ctx, ctx.forget)
-        y = y.to(dev)
+        y = targets_for(model, x, y).to(dev)  # token ids for a sequence model
         n = len(y)
         # Head only: the body is frozen, so its (eval-mode) embeddings are computed once
         # and every step is a cheap head-only forward.

@@ -22,6 +22,7 @@ def ascent_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @METHODS.register("neggrad")
 class NegGrad(Method):
     requires = frozenset()
+    objectives = frozenset({"classify", "next_token"})
     Params = NegGradParams
     tune_grid = {"lr": [1e-4, 1e-3, 1e-2], "epochs": [1, 5]}
 

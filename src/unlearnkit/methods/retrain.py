@@ -19,6 +19,7 @@ class Retrain(Method):
     """Exact unlearning: train a fresh model from scratch on D_r with the task's recipe."""
 
     requires = frozenset({"retain", "build_model", "recipe"})
+    objectives = frozenset({"classify", "next_token"})
     exact = True
     Params = RetrainParams
 
