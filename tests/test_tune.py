@@ -142,11 +142,11 @@ def test_preset_fallback_chain_and_validation(tmp):
     assert fallback_chain("mlp", "class-3") == [("mlp", "class"), ("mlp", "*"), ("*", "class"), ("*", "*")]
     assert preset_kind("score:confidence-high") == "memorization-high" and preset_kind("validation") == "*"
     path = tmp / "p.json"
-    merge_preset(path, "mlp", "memorization-high", "finetune", {"lr": 0.1, "epochs": 2}, {"command": "x"})
-    merge_preset(path, "*", "*", "finetune", {"lr": 0.01}, {"command": "y"})
-    assert lookup(None, "finetune", "mlp", "memorization-high", path=path)[:2] == ({"lr": 0.1, "epochs": 2}, f"{path}/mlp/memorization-high")
-    assert lookup(None, "finetune", "cnn", "random", path=path)[0] == {"lr": 0.01}
-    assert lookup(None, "salun", "mlp", "random", path=path) == ({}, None, {})
+    merge_preset(path, "mlp", "memorization-high", "finetune", {"lr": 0.1, "epochs": 2}, {"command": "x"}, methods=METHODS)
+    merge_preset(path, "*", "*", "finetune", {"lr": 0.01}, {"command": "y"}, methods=METHODS)
+    assert lookup(None, "finetune", "mlp", "memorization-high", path=path, methods=METHODS)[:2] == ({"lr": 0.1, "epochs": 2}, f"{path}/mlp/memorization-high")
+    assert lookup(None, "finetune", "cnn", "random", path=path, methods=METHODS)[0] == {"lr": 0.01}
+    assert lookup(None, "salun", "mlp", "random", path=path, methods=METHODS) == ({}, None, {})
     assert read_json(path)["_provenance"]["mlp/memorization-high/finetune"] == {"command": "x"}
     for bad, message in [
         ({"mlp": {"random": {"finetun": {}}}}, "mlp.random: unknown method 'finetun'"),
@@ -156,14 +156,14 @@ def test_preset_fallback_chain_and_validation(tmp):
     ]:
         path.write_text(json.dumps(bad))
         with pytest.raises(UnlearnkitError, match=message.replace(".", r"\.")) as e:
-            load_presets(path=path)
+            load_presets(path=path, methods=METHODS)
         assert "\n" not in str(e.value)
 
 
 def test_shipped_presets_validate_and_ignore_metadata():
     assert preset_for("digits", "_provenance") == {}
     for name in ("digits", "fashion-mnist"):
-        data = load_presets(name)
+        data = load_presets(name, methods=METHODS)
         for model, kinds in data.items():
             if model.startswith("_"):
                 continue

@@ -11,43 +11,28 @@ import typer
 from rich.table import Table
 
 from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples
+from unlearnkit.cli.params import parse_assignments
 from unlearnkit.errors import UnlearnkitError
 
 
-def parse_value(text: str) -> Any:
-    """``--set`` values: int, then float, then true/false, then none/null, else the string."""
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    return text
-
-
 def parse_sets(items: list[str] | None, method: str) -> dict[str, Any]:
-    """``["lr=0.01", "epochs=3"]`` -> ``{"lr": 0.01, "epochs": 3}`` (keys checked by the method)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            from unlearnkit.methods import METHODS
+    """``--set`` hyperparameters of ``method`` (keys checked by the method itself)."""
 
-            valid = ", ".join(METHODS.get(method).Params.model_fields) or "none"
-            raise UnlearnkitError(f"--set {item!r}: expected key=value (valid keys for {method}: {valid})")
-        out[key.strip()] = parse_value(value.strip())
-    return out
+    def valid() -> str:
+        from unlearnkit.methods import METHODS
+
+        return f"valid keys for {method}: {', '.join(METHODS.get(method).Params.model_fields) or 'none'}"
+
+    return parse_assignments(items, "--set", hint=valid)
 
 
 def describe_params(run: Any, forget: Any, method: str, resolved: dict[str, Any], overrides: dict[str, Any]) -> str:
     """One line: which preset (or the class defaults) applied, and the resolved hyperparameters."""
+    from unlearnkit.methods import METHODS
     from unlearnkit.methods.presets import lookup
 
-    _, source, prov = lookup(run.data.name, method, (run.meta.get("model") or {}).get("name"), forget.kind)
+    _, source, prov = lookup(run.data.name, method, (run.meta.get("model") or {}).get("name"), forget.kind,
+                             methods=METHODS)
     where = f"preset {source}" if source else "class defaults (no preset applies)"
     if overrides:
         where += f", overridden by --set {', '.join(overrides)}"
@@ -133,7 +118,7 @@ def tune(
         raise UnlearnkitError(f"--max-cost must be > 0 (a fraction of retraining's examples), got {max_cost}")
     METHODS.get(method)
     if update_preset_file is not None and update_preset_file.exists():
-        load_presets(path=update_preset_file)  # a bad preset file fails before any training
+        load_presets(path=update_preset_file, methods=METHODS)  # a bad preset file fails before any training
     original = load_run(run, data_root=data_root)
     target = load_forget(like, original.data) if like is not None else None
     avoided = np.concatenate([read_index_file(p)[0] for p in avoid]) if avoid else None

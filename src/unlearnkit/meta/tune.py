@@ -41,8 +41,7 @@ import pandas as pd
 from unlearnkit.data import ForgetSet
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import read_json, write_json
-from unlearnkit.methods import api
-from unlearnkit.methods.api import retain_positions, unlearn_run
+from unlearnkit.methods.api import retain_positions, unlearn_from_run as run_unlearn, unlearn_run
 from unlearnkit.methods.base import METHODS
 from unlearnkit.metrics import tug_of_war
 from unlearnkit.models import Classifier
@@ -70,12 +69,6 @@ COLLAPSES: dict[str, tuple[str, tuple[str, ...]]] = {
     "imu": ("imu_uniform", ()),
 }
 MATCH_TOLERANCE = 0.1  # largest mean shift in score quantile between FORGET and its matched set
-
-
-def run_unlearn(run: Run, forget: ForgetSet, method: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
-    """The run-level in-memory unlearning call (``unlearn_from_run`` once the model-first
-    API is in; until then ``unlearn`` itself takes a run)."""
-    return getattr(api, "unlearn_from_run", api.unlearn)(run, forget, method, params, **kw)
 
 
 # --------------------------------------------------------------------------- validation forget sets
@@ -546,7 +539,7 @@ def update_preset(path: str | Path, result: TuneResult, *, dataset: str, model: 
     and cost, and ``collapsed_to`` when the setting is another method's."""
     from unlearnkit.methods.presets import merge_preset
 
-    merge_preset(path, model, kind, result.method, result.chosen, {
+    merge_preset(path, model, kind, result.method, result.chosen, methods=METHODS, provenance={
         "command": command,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "dataset": dataset,

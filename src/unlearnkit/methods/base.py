@@ -124,4 +124,4 @@ def preset_for(dataset: str | None, method: str, model: str | None = None, kind:
     kind, through the presets' fallback chain; {} when none applies."""
     from unlearnkit.methods.presets import lookup
 
-    return lookup(dataset, method, model, kind)[0]
+    return lookup(dataset, method, model, kind, methods=METHODS)[0]

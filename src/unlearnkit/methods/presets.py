@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import read_json, write_json
+from unlearnkit.registry import Registry
 
 ANY = "*"
 KINDS = (
@@ -55,10 +56,9 @@ def fallback_chain(model: str | None, kind: str | None) -> list[tuple[str, str]]
     return list(dict.fromkeys(chain))
 
 
-def validate_presets(data: Any, source: str) -> dict[str, Any]:
-    """Check a parsed preset file; one-line :class:`UnlearnkitError` naming the first bad
-    model, kind, method or hyperparameter."""
-    from unlearnkit.methods.base import METHODS
+def validate_presets(data: Any, source: str, registry: Registry) -> dict[str, Any]:
+    """Check a parsed preset file against the method ``registry``; one-line
+    :class:`UnlearnkitError` naming the first bad model, kind, method or hyperparameter."""
     from unlearnkit.models import MODELS
 
     if not isinstance(data, dict):
@@ -76,9 +76,9 @@ def validate_presets(data: Any, source: str) -> dict[str, Any]:
             if not isinstance(methods, dict):
                 raise UnlearnkitError(f"{source}: {model}.{kind}: expected an object of methods")
             for method, params in methods.items():
-                if method not in METHODS:
+                if method not in registry:
                     raise UnlearnkitError(f"{source}: {model}.{kind}: unknown method '{method}'")
-                fields = METHODS.get(method).Params.model_fields
+                fields = registry.get(method).Params.model_fields
                 bad = [k for k in (params or {}) if k not in fields]
                 if not isinstance(params, dict) or bad:
                     raise UnlearnkitError(
@@ -89,21 +89,22 @@ def validate_presets(data: Any, source: str) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=32)
-def _parse(text: str, source: str) -> dict[str, Any]:
+def _parse(text: str, source: str, methods: Registry) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise UnlearnkitError(f"{source}: invalid JSON: {e.msg} (line {e.lineno})") from None
-    return validate_presets(data, source)
+    return validate_presets(data, source, methods)
 
 
-def load_presets(dataset: str | None = None, path: str | Path | None = None) -> dict[str, Any]:
-    """The validated presets shipped for ``dataset`` (by its base name; {} when none), or of ``path``."""
+def load_presets(dataset: str | None = None, path: str | Path | None = None, *, methods: Registry) -> dict[str, Any]:
+    """The presets shipped for ``dataset`` (by its base name; {} when none), or of ``path``,
+    validated against ``methods`` (the METHODS registry)."""
     if path is not None:
         p = Path(path)
         if not p.exists():
             raise UnlearnkitError(f"{p}: preset file not found")
-        return _parse(p.read_text(), str(p))
+        return _parse(p.read_text(), str(p), methods)
     if not dataset:
         return {}
     base = dataset.split(":")[0]
@@ -111,13 +112,13 @@ def load_presets(dataset: str | None = None, path: str | Path | None = None) -> 
         text = resources.files("unlearnkit").joinpath("presets", f"{base}.json").read_text()
     except (FileNotFoundError, OSError):
         return {}
-    return _parse(text, f"presets/{base}.json")
+    return _parse(text, f"presets/{base}.json", methods)
 
 
 def lookup(dataset: str | None, method: str, model: str | None = None, kind: str | None = None,
-           path: str | Path | None = None) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
+           path: str | Path | None = None, *, methods: Registry) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
     """(hyperparameters, which preset applied as ``dataset/model/kind`` or None, its provenance)."""
-    presets = load_presets(dataset, path)
+    presets = load_presets(dataset, path, methods=methods)
     name = (dataset or "").split(":")[0] if path is None else str(path)
     for m, k in fallback_chain(model, kind):
         entry = presets.get(m, {}).get(k, {})
@@ -128,11 +129,11 @@ def lookup(dataset: str | None, method: str, model: str | None = None, kind: str
 
 
 def merge_preset(path: str | Path, model: str, kind: str, method: str, params: Mapping[str, Any],
-                 provenance: Mapping[str, Any]) -> None:
+                 provenance: Mapping[str, Any], *, methods: Registry) -> None:
     """Set ``model/kind/method`` in the preset file ``path`` (created if missing, validated if
     not), recording ``provenance`` under ``_provenance["model/kind/method"]``."""
     path = Path(path)
-    data = validate_presets(read_json(path), str(path)) if path.exists() else {}
+    data = validate_presets(read_json(path), str(path), methods) if path.exists() else {}
     if kind != ANY and kind not in KINDS:
         raise UnlearnkitError(f"unknown forget-set kind '{kind}' for a preset; choose from: {', '.join(KINDS)}, *")
     data.setdefault(model, {}).setdefault(kind, {})[method] = dict(params)
@@ -140,5 +141,5 @@ def merge_preset(path: str | Path, model: str, kind: str, method: str, params: M
     data = {k: ({kk: dict(sorted(vv.items())) for kk, vv in sorted(v.items())} if not k.startswith("_") else v)
             for k, v in sorted(data.items())}
     data["_provenance"] = dict(sorted(data["_provenance"].items()))
-    validate_presets(data, str(path))
+    validate_presets(data, str(path), methods)
     write_json(path, data)
