@@ -1,4 +1,4 @@
-"""Memorization at scale: vectorised ensemble vs one model at a time, achieved FLOP/s, reliability,
+"""Memorization at scale: stacked ensemble vs one model at a time, achieved FLOP/s, reliability,
 and the cheap proxies' agreement with memorization and their cost (SPEC §2, §10).
 
     .venv/bin/python benchmarks/memorization.py [--dataset fashion-mnist] [--n 10000] [--k 100]
@@ -79,7 +79,7 @@ def timed_estimate(data, model, mode, k, epochs, width, args, root: Path) -> tup
     start = time.perf_counter()
     res = estimate_memorization(
         data, model, k=k, epochs=epochs, seed=args.seed, out=out, cfg=TrainConfig(lr=args.lr),
-        model_kwargs={"width": width}, ensemble=mode, block_size=args.block_size if mode == "vectorised" else None,
+        model_kwargs={"width": width}, ensemble=mode, block_size=args.block_size if mode == "stacked" else None,
         threads=args.threads, quiet=True,
     )
     return time.perf_counter() - start, res
@@ -90,7 +90,7 @@ def compare(name, data, model, width, k, loop_k, epochs, args, root, peak) -> di
     macs = macs_per_example(new_model(model, data, {"width": width}), data.x_train)
     m = round(0.7 * data.n_train)
     flops_per_model = epochs * m * 6 * macs + data.n_train * 2 * macs
-    ens_s, res = timed_estimate(data, model, "vectorised", k, epochs, width, args, root)
+    ens_s, res = timed_estimate(data, model, "stacked", k, epochs, width, args, root)
     loop_s, _ = timed_estimate(data, model, "loop", loop_k, epochs, width, args, root)
     ens_per, loop_per = ens_s / k, loop_s / loop_k
     return {
@@ -176,7 +176,7 @@ def main() -> None:
             rows.append(compare(f"cnn w{args.cnn_width}", data, "cnn", args.cnn_width, args.cnn_k, args.cnn_k,
                                 args.cnn_epochs, args, root, peak))
         table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
-        print("\nEnsemble (vectorised) vs one model at a time (loop through training.train):")
+        print("\nEnsemble (stacked) vs one model at a time (loop through training.train):")
         print(table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False))
         rel = main_row["_res"].reliability
         print(f"\nsplit-half reliability ({args.k} mlp models): Spearman {rel['split_half_spearman']} "

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,7 +8,6 @@ import torch
 from unlearnkit import TrainConfig, UnlearnkitError
 from unlearnkit.data import make_bundle
 from unlearnkit.difficulty import memorization as mem
-from unlearnkit.difficulty.ensemble import train_ensemble
 from unlearnkit.difficulty.memorization import (
     MemorizationWarning,
     estimate_memorization,
@@ -16,8 +17,6 @@ from unlearnkit.difficulty.memorization import (
     subset_mask,
     torch_threads,
 )
-from unlearnkit.runs import new_model
-from unlearnkit.training import predict_logits, seed_everything, train
 
 FAST = TrainConfig(lr=0.1, batch_size=32, weight_decay=0.0)
 N_FLIP = 15
@@ -65,7 +64,7 @@ def test_mislabeled_examples_score_highest(blobs, tmp):
     # Every model saw round(0.7 * 600) examples, so held-out counts sum to 16 * 180.
     assert t["memorization_n_out"].sum() == 16 * 180
     meta = res.meta
-    assert meta["ensemble"] == "vectorised" and meta["k"] == 16 and meta["seed"] == 0
+    assert meta["ensemble"] == "stacked" and meta["k"] == 16 and meta["seed"] == 0
     assert set(meta["reliability"]) >= {"split_half_spearman", "spearman_brown", "n_examples"}
     assert -1 <= meta["reliability"]["split_half_spearman"] <= 1  # computable at k=16
     assert meta["timings"]["seconds_per_model"] > 0 and meta["warnings"]
@@ -105,40 +104,11 @@ def test_masks_depend_only_on_seed_and_model():
     assert not np.array_equal(a, subset_mask(100, 0.7, 4, 5))
 
 
-@pytest.mark.parametrize("name,kwargs", [("mlp", {"width": 32}), ("cnn", {"width": 4})])
-def test_vectorised_ensemble_matches_training_loop(digits, name, kwargs):
-    with torch_threads(1):  # as memorization trains; also much faster for tiny convolutions here
-        check_ensemble_matches_loop(digits, name, kwargs)
-
-
-def check_ensemble_matches_loop(digits, name, kwargs):
-    cfg = TrainConfig(epochs=2, lr=0.1, batch_size=64)
-    seeds = [11, 12]
-    rng = np.random.default_rng(0)
-    subsets = [np.sort(rng.permutation(digits.n_train)[:400]) for _ in seeds]
-    inits, alone = [], []
-    for s, sub in zip(seeds, subsets):
-        seed_everything(s)
-        inits.append(new_model(name, digits, kwargs))
-        seed_everything(s)
-        model = new_model(name, digits, kwargs)
-        train(model, digits.x_train[sub], digits.y_train[sub], cfg.model_copy(update={"seed": s}), record_dynamics=False)
-        alone.append(model)
-    ens = train_ensemble(inits, digits.x_train, digits.y_train, subsets, cfg, seeds)
-    correct = ens.correct(digits.x_train, digits.y_train)
-    for j, model in enumerate(alone):
-        for key, w in model.state_dict().items():
-            torch.testing.assert_close(ens.state_dict(j)[key], w, atol=1e-5, rtol=1e-4)
-        own = (predict_logits(model, digits.x_train).argmax(1) == digits.y_train).numpy()
-        assert (own == correct[j]).mean() > 0.99
-    assert not np.array_equal(correct[0], correct[1])  # the two models differ (own subset and seed)
-
-
-def test_loop_and_vectorised_estimates_agree(blobs, tmp):
+def test_loop_and_stacked_estimates_agree(blobs, tmp):
     data, _ = blobs
     a = run(data, tmp / "loop", ensemble="loop")
-    b = run(data, tmp / "vec", ensemble="vectorised")
-    assert a.meta["ensemble"] == "loop" and b.meta["ensemble"] == "vectorised"
+    b = run(data, tmp / "vec", ensemble="stacked")
+    assert a.meta["ensemble"] == "loop" and b.meta["ensemble"] == "stacked"
     diff = (a.table["memorization"] - b.table["memorization"]).abs()
     assert diff.max() <= 1 / 6 + 1e-9 and (diff > 0).mean() < 0.02  # at most one flipped prediction
 
@@ -213,9 +183,11 @@ def test_bad_input(blobs, tmp, kw, msg):
         estimate_memorization(data, "mlp", out=tmp / "m", **kw)
 
 
-def test_batchnorm_models_cannot_be_vectorised(digits, tmp):
+def test_batchnorm_outside_a_chain_cannot_be_stacked(digits, tmp):
+    cfg = TrainConfig(epochs=1)
     with pytest.raises(UnlearnkitError, match="BatchNorm"):
-        estimate_memorization(digits, "resnet18", k=2, out=tmp / "m", ensemble="vectorised", model_kwargs={"width": 4})
+        estimate_memorization(digits, "resnet18", k=2, out=tmp / "m", cfg=cfg, ensemble="stacked",
+                              model_kwargs={"width": 4})
 
 
 def test_cli(cli, tmp):
@@ -230,3 +202,72 @@ def test_cli(cli, tmp):
     assert code == 2 and "another configuration" in stderr and "Traceback" not in stderr
     code, _, stderr = cli("memorization", "--dataset", "digits", "--k", "1", "--out", tmp / "x")
     assert code == 2 and "k must be" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def flipped_digits(digits, n: int = 500, rate: float = 0.04):
+    """The first ``n`` digits training rows with ``rate`` of their labels changed to another class."""
+    rng = np.random.default_rng(1)
+    x, y = digits.x_train[:n].numpy(), digits.y_train[:n].numpy().copy()
+    flip = rng.choice(n, int(rate * n), replace=False)
+    y[flip] = (y[flip] + rng.integers(1, 10, len(flip))) % 10
+    data = make_bundle("flipped", x, y, digits.x_test.numpy(), digits.y_test.numpy(), val_fraction=0.0,
+                       split_seed=0, num_classes=10)
+    data.spec = {"name": "flipped", "val_fraction": 0.0, "split_seed": 0, "options": {}}
+    return data, flip
+
+
+def test_default_recipe_finds_flipped_labels(digits, tmp):
+    """At the defaults (the mlp's memorization recipe: no weight decay, until fit) the subset
+    models fit the mislabeled rows they see, so those rank at the top."""
+    from sklearn.metrics import roc_auc_score
+
+    data, flip = flipped_digits(digits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MemorizationWarning)  # small k
+        res = estimate_memorization(data, "mlp", k=16, out=tmp / "m", model_kwargs={"width": 64})
+    fit = res.meta["fit"]
+    assert fit["in_subset_accuracy"]["median"] >= 0.99 and fit["fits"]
+    assert len(fit["in_subset_accuracy"]["per_model"]) == 16
+    assert fit["epochs_run"]["max"] <= fit["epochs_run"]["cap"]
+    assert not any("in-subset accuracy" in w for w in res.warnings)
+    is_flipped = np.isin(np.arange(data.n_train), flip)
+    scores = res.table["memorization"].fillna(0).to_numpy()
+    assert roc_auc_score(is_flipped, scores) >= 0.9
+
+
+def test_underfitting_recipe_warns(digits, tmp):
+    data, _ = flipped_digits(digits, n=300)
+    weak = TrainConfig(epochs=1, lr=0.01, weight_decay=5e-4)
+    with pytest.warns(MemorizationWarning, match=r"median in-subset accuracy of the 4 subset models is 0\.\d+ \(< 0\.99\)"):
+        res = estimate_memorization(data, "mlp", k=4, out=tmp / "m", cfg=weak, model_kwargs={"width": 16})
+    assert not res.meta["fit"]["fits"] and res.meta["fit"]["threshold"] == 0.99
+    assert any("--weight-decay 0" in w for w in res.warnings)
+
+
+def test_until_fit_and_threshold_options(blobs, tmp):
+    data, _ = blobs
+    res = call(data, tmp / "m", epochs=50, until_fit=0.9, fit_threshold=0.5)
+    fit = res.meta["fit"]
+    assert fit["threshold"] == 0.5 and fit["epochs_run"]["cap"] == 50
+    assert fit["epochs_run"]["max"] < 50 and fit["in_subset_accuracy"]["min"] >= 0.9
+    assert res.meta["train"]["until_fit"] == 0.9
+
+
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        ({"until_fit": 0.0}, "until_fit"),
+        ({"until_fit": 1.5}, "until_fit"),
+        ({"epochs": 0}, "epochs"),
+        ({"fit_threshold": 0.0}, "fit threshold"),
+    ],
+)
+def test_bad_fit_options(blobs, tmp, kw, msg):
+    data, _ = blobs
+    with pytest.raises(UnlearnkitError, match=msg):
+        estimate_memorization(data, "mlp", k=4, out=tmp / "m", **kw)
+
+
+def test_family_without_default_recipe_names_the_options(digits, tmp):
+    with pytest.raises(UnlearnkitError, match="no default memorization recipe.*--epochs, --lr and --weight-decay"):
+        estimate_memorization(digits, "resnet18", k=2, out=tmp / "m")

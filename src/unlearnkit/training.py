@@ -41,6 +41,8 @@ class TrainConfig(BaseModel):
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     augment: bool = False
     seed: int = 0
+    # Stop as soon as the accuracy on the training rows reaches this (``epochs`` is then the cap).
+    until_fit: float | None = Field(None, gt=0, le=1)
 
 
 def make_config(**kwargs) -> TrainConfig:
@@ -164,6 +166,9 @@ class TrainResult:
     dynamics: pd.DataFrame | None
     seconds: float
     examples_processed: int
+    # Accuracy in [0, 1] on the rows trained on, in eval mode after training (NaN if not measured).
+    train_accuracy: float = float("nan")
+    epochs_run: int = 0
 
 
 def train(
@@ -178,6 +183,7 @@ def train(
     quiet: bool = True,
     desc: str = "train",
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    measure_fit: bool = True,
 ) -> TrainResult:
     """Train ``model`` in place on ``x [n, ...]``, ``y [n]`` with ``cfg``.
 
@@ -185,8 +191,11 @@ def train(
     ``0..n-1``). ``loss_fn(logits, targets) -> per-example losses [b]`` overrides
     cross-entropy (e.g. for label smoothing in a method); targets are
     :func:`targets_for` ``(model, x, y)``, so a sequence model trains on next-token
-    loss through the same loop (``y`` is then ignored). Raises
-    :class:`UnlearnkitError` if the loss becomes NaN/inf.
+    loss through the same loop (``y`` is then ignored). With ``cfg.until_fit``,
+    training stops after the first epoch at whose end the accuracy on ``x``
+    reaches it (``cfg.epochs`` is the cap and the schedule spans the cap).
+    ``measure_fit`` measures ``train_accuracy`` after training (one forward pass
+    over ``x``). Raises :class:`UnlearnkitError` if the loss becomes NaN/inf.
     """
     device = torch.device(device) if isinstance(device, str) else device
     n = int(x.shape[0])
@@ -207,9 +216,12 @@ def train(
     y = targets_for(model, x, y)
     dyn = np.zeros((3, cfg.epochs, n), dtype=np.float32) if record_dynamics else None
     start = time.perf_counter()
+    fit = float("nan")
+    epochs_run = 0
     with progress_bar(quiet) as bar:
         task = bar.add_task(desc, total=cfg.epochs, info="")
         for epoch in range(cfg.epochs):
+            epochs_run = epoch + 1
             perm = torch.randperm(n, generator=gen)
             tot_loss, tot_correct = 0.0, 0
             for step, b in enumerate(perm.split(cfg.batch_size)):
@@ -236,23 +248,43 @@ def train(
                         stacked = torch.stack([p_true, (correct >= 0.5).float(), losses.detach().float()]).cpu()
                         dyn[:, epoch, b.numpy()] = stacked.numpy()
             bar.update(task, advance=1, info=f"loss {tot_loss / n:.4f} acc {tot_correct / n:.3f}")
+            if cfg.until_fit is not None and fit_worth_checking(tot_correct / n, cfg.until_fit):
+                fit = accuracy(model, x, y, device=device)
+                model.train()
+                if fit >= cfg.until_fit:
+                    break
+                fit = float("nan")
     seconds = time.perf_counter() - start
     if channels_last:
         model.to(memory_format=torch.contiguous_format)
     model.eval()
+    if measure_fit and not math.isfinite(fit):
+        fit = accuracy(model, x, y, device=device)
     dynamics = None
     if dyn is not None:
         idx = np.arange(n) if index is None else np.asarray(index, dtype=np.int64)
+        dyn = dyn[:, :epochs_run]
         dynamics = pd.DataFrame(
             {
-                "index": np.tile(idx, cfg.epochs),
-                "epoch": np.repeat(np.arange(cfg.epochs, dtype=np.int32), n),
+                "index": np.tile(idx, epochs_run),
+                "epoch": np.repeat(np.arange(epochs_run, dtype=np.int32), n),
                 "p_true": dyn[0].ravel(),
                 "correct": dyn[1].ravel().astype(bool),
                 "loss": dyn[2].ravel(),
             }
         )
-    return TrainResult(model, dynamics, seconds, cfg.epochs * n)
+    return TrainResult(model, dynamics, seconds, epochs_run * n, fit, epochs_run)
+
+
+# The running accuracy of an epoch's training passes lags the end-of-epoch accuracy
+# (weights move during the epoch, augmentation), so the exact check runs once it is this close.
+FIT_CHECK_SLACK = 0.05
+
+
+def fit_worth_checking(running_accuracy: float, target: float) -> bool:
+    """Whether an epoch's running training accuracy is close enough to ``target`` to measure
+    the exact end-of-epoch accuracy (one forward pass) for ``until_fit``."""
+    return running_accuracy >= target - FIT_CHECK_SLACK
 
 
 @torch.no_grad()
@@ -292,8 +324,12 @@ def predict_embeddings(
     return _in_batches(features, model, x, batch_size, device)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+def accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
+    device: torch.device | str | None = None,
+) -> float:
     """Top-1 accuracy in [0, 1] (next-token accuracy for a sequence model); NaN for an empty set."""
     if len(y) == 0:
         return float("nan")
-    return float(per_example_correct(predict_logits(model, x, batch_size), targets_for(model, x, y)).mean())
+    logits = predict_logits(model, x, batch_size, device)
+    return float(per_example_correct(logits, targets_for(model, x, y)).mean())

@@ -10,9 +10,17 @@ trainings and however often the job is interrupted and resumed.
 
     manifest.json            the configuration (and its sha256) the blocks belong to
     models/block_0003.npz    per finished block: model ids, subset masks [B, n],
-                             per-example correctness on all training rows [B, n]
+                             per-example correctness on all training rows [B, n],
+                             epochs each model trained [B]
     memorization.parquet     index, memorization, memorization_se, memorization_n_out
-    memorization.json        configuration, split-half reliability, warnings, timings
+    memorization.json        configuration, fit of the subset models, split-half
+                             reliability, warnings, timings
+
+The estimate assumes models that (nearly) interpolate their training subsets:
+memorization.json records every model's accuracy on its own subset (``fit``) and
+the run warns when the median is below ``fit_threshold`` (default 0.99). Without a
+``cfg``, the model family's default recipe (:mod:`unlearnkit.difficulty.fit`)
+trains until each model fits.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -31,14 +39,14 @@ import torch
 from scipy.stats import spearmanr
 
 from unlearnkit.data import DataBundle
-from unlearnkit.difficulty.ensemble import can_vectorise, train_ensemble
+from unlearnkit.difficulty.fit import FIT_THRESHOLD, check_fit, memorization_recipe
+from unlearnkit.ensembles import EnsembleMode, can_stack, is_chain, train_ensemble
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.parallel import Executor, get_executor
 from unlearnkit.io import atomic_write, read_json, write_json, write_parquet
 from unlearnkit.models import build_model
-from unlearnkit.models.mlp import MLP
 from unlearnkit.runs import model_kwargs_for, versions
-from unlearnkit.training import TrainConfig, predict_logits, resolve_device, seed_everything, train
+from unlearnkit.training import TrainConfig, make_config, resolve_device, seed_everything
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -47,8 +55,7 @@ META = "memorization.json"
 MIN_HELD_OUT = 5  # SPEC §2: warn when an example was held out of fewer models
 MIN_HELD_OUT_PER_HALF = 3  # examples used by the split-half correlation
 LOW_RELIABILITY = 0.5
-DEFAULT_BLOCK = 16  # models per vectorised block (SPEC §10: 16-32; all at once is memory-bound)
-EnsembleMode = Literal["auto", "loop", "vectorised"]
+DEFAULT_BLOCK = 16  # models per stacked block (16-32 on a CPU; all at once is memory-bound)
 
 
 class MemorizationWarning(UserWarning):
@@ -158,42 +165,40 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def train_block(block: Block, ctx: BlockContext) -> dict[str, Any]:
-    """Train the block's models and evaluate them on all training rows.
+    """Train the block's models (one :func:`unlearnkit.ensembles.train_ensemble`) and
+    evaluate them on all training rows.
 
-    Returns ``models`` (int [B]), ``masks`` and ``correct`` (bool [B, n]) and
-    ``seconds`` (training + evaluation wall time).
+    Returns ``models`` (int [B]), ``masks`` and ``correct`` (bool [B, n]),
+    ``epochs_run`` (int [B]) and ``seconds`` (training + evaluation wall time).
     """
     start = time.perf_counter()
     n = int(ctx.y.shape[0])
     cfg = TrainConfig(**ctx.cfg)
     masks = np.stack([subset_mask(n, ctx.fraction, ctx.seed, j) for j in block.models])
     seeds = [model_seed(ctx.seed, j) for j in block.models]
-    device = torch.device(ctx.device)
 
-    def fresh(s: int) -> torch.nn.Module:
-        seed_everything(s)
+    def fresh() -> torch.nn.Module:
         return build_model(ctx.model_name, ctx.input_shape, ctx.num_classes, **ctx.model_kwargs)
 
     with torch_threads(ctx.threads):
-        if ctx.mode == "vectorised":
-            subsets = [np.nonzero(mk)[0] for mk in masks]
-            ens = train_ensemble([fresh(s) for s in seeds], ctx.x, ctx.y, subsets, cfg, seeds, device=device)
-            correct = ens.correct(ctx.x, ctx.y)
-        else:
-            rows = []
-            for s, mk in zip(seeds, masks):
-                model = fresh(s)
-                sub = torch.as_tensor(np.nonzero(mk)[0])
-                train(model, ctx.x[sub], ctx.y[sub], cfg.model_copy(update={"seed": s}),
-                      device=device, record_dynamics=False)
-                rows.append((predict_logits(model, ctx.x, device=device).argmax(1) == ctx.y).numpy())
-            correct = np.stack(rows)
+        ens = train_ensemble(
+            fresh, ctx.x, ctx.y, [np.nonzero(mk)[0] for mk in masks], cfg, seeds, mode=ctx.mode,  # type: ignore[arg-type]
+            device=ctx.device, measure_fit=False,  # the fit follows from ``correct`` and the masks
+        )
+        correct = ens.correct(ctx.x, ctx.y)
     return {
         "models": np.asarray(block.models, dtype=np.int64),
         "masks": masks,
         "correct": correct.astype(bool),
+        "epochs_run": ens.epochs_run.astype(np.int64),
         "seconds": time.perf_counter() - start,
     }
+
+
+def in_subset_accuracy(correct: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Each model's accuracy on its own training subset, ``[K]`` in [0, 1], from ``correct``
+    and ``masks`` ``bool [K, n]`` (correctness measured in eval mode after training)."""
+    return (correct & masks).sum(1) / np.maximum(masks.sum(1), 1)
 
 
 @dataclass
@@ -207,16 +212,17 @@ class MemorizationResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def resolve_mode(ensemble: str, model: torch.nn.Module, cfg: TrainConfig) -> str:
-    """``auto``: the vectorised ensemble for the mlp (where it is not slower, SPEC §10), else the loop."""
-    if ensemble not in ("auto", "loop", "vectorised"):
-        raise UnlearnkitError(f"unknown ensemble mode '{ensemble}'; choose auto, loop or vectorised")
-    if ensemble == "vectorised" and not can_vectorise(model):
+def resolve_mode(ensemble: str, model: torch.nn.Module, probe: torch.Tensor) -> str:
+    """``auto``: stacked when the model is a chain of layers the engine stacks (mlp, cnn), else the loop."""
+    if ensemble not in ("auto", "loop", "stacked"):
+        raise UnlearnkitError(f"unknown ensemble mode '{ensemble}'; choose auto, loop or stacked")
+    if ensemble == "stacked" and not can_stack(model, probe):
         raise UnlearnkitError(
-            f"--ensemble vectorised: {type(model).__name__} has BatchNorm buffers; use --ensemble loop"
+            f"--ensemble stacked: {type(model).__name__} has BatchNorm buffers outside a plain chain of "
+            "layers; use --ensemble loop"
         )
     if ensemble == "auto":
-        return "vectorised" if isinstance(model, MLP) else "loop"
+        return "stacked" if is_chain(model, probe[:2]) else "loop"
     return ensemble
 
 
@@ -270,7 +276,7 @@ def _load_block(out: Path, block: Block, n: int, fraction: float, seed: int) -> 
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            res = {k: z[k] for k in ("models", "masks", "correct", "seconds")}
+            res = {k: z[k] for k in ("models", "masks", "correct", "epochs_run", "seconds")}
     except (OSError, KeyError, ValueError) as e:
         raise UnlearnkitError(f"{path}: unreadable block file ({e}); delete it to retrain that block") from None
     expect_masks = np.stack([subset_mask(n, fraction, seed, j) for j in block.models])
@@ -289,10 +295,12 @@ def estimate_memorization(
     *,
     k: int = 100,
     fraction: float = 0.7,
-    epochs: int = 10,
+    epochs: int | None = None,
     seed: int = 0,
     out: str | Path,
     cfg: TrainConfig | None = None,
+    until_fit: float | None = None,
+    fit_threshold: float = FIT_THRESHOLD,
     model_kwargs: dict[str, Any] | None = None,
     executor: str | Executor = "local",
     address: str | None = None,
@@ -304,11 +312,17 @@ def estimate_memorization(
 ) -> MemorizationResult:
     """Train ``k`` models on random ``fraction``-subsets and estimate every training example's memorization.
 
-    ``cfg`` gives the recipe (its ``epochs`` and ``seed`` are replaced by
-    ``epochs`` and the per-model seeds). ``ensemble``: ``vectorised`` trains
-    blocks of ``block_size`` models (default 16) as one batched ensemble,
-    ``loop`` trains them one by one through :func:`unlearnkit.training.train`,
-    ``auto`` picks vectorised for the mlp and the loop otherwise. Every model
+    ``cfg`` gives the recipe; without one, the model family's default
+    memorization recipe (:func:`unlearnkit.difficulty.fit.memorization_recipe`;
+    an error for a family without one). ``epochs`` (the cap when the recipe
+    trains ``until_fit``) and ``until_fit`` (stop each model once its accuracy
+    on its own subset reaches it) override the recipe's; the seed is per model.
+    Each model's in-subset accuracy is recorded (``meta["fit"]``), with a
+    warning when its median is below ``fit_threshold``. ``ensemble``:
+    ``stacked`` trains blocks of ``block_size`` models (default 16) as one
+    network (:mod:`unlearnkit.ensembles`), ``loop`` trains them one by one
+    through :func:`unlearnkit.training.train`, ``auto`` stacks the models it
+    can (mlp, cnn) and loops over the others. Every model
     trains with ``threads`` torch threads whichever ``executor`` (``local``,
     ``ray`` or an :class:`Executor`) runs it, so results are bitwise
     reproducible across executors. Finished blocks are saved in ``out/models``;
@@ -325,12 +339,17 @@ def estimate_memorization(
     m = int(round(fraction * n))
     if not 0 < m < n:
         raise UnlearnkitError(f"fraction {fraction} of {n} training examples leaves an empty subset or none held out")
-    cfg = (cfg or TrainConfig()).model_copy(update={"epochs": epochs, "seed": seed})
-    cfg = TrainConfig(**cfg.model_dump())  # re-validate (epochs >= 1)
+    if not 0 < fit_threshold <= 1:
+        raise UnlearnkitError(f"fit threshold must be in (0, 1], got {fit_threshold}")
+    overrides = {"epochs": epochs, "until_fit": until_fit, "seed": seed}
+    if cfg is None:
+        cfg = memorization_recipe(model_name, **overrides)
+    else:
+        cfg = make_config(**{**cfg.model_dump(), **{key: v for key, v in overrides.items() if v is not None}})
     kwargs = model_kwargs_for(data, model_kwargs or {})
     probe = build_model(model_name, data.input_shape, data.num_classes, **kwargs)
-    mode = resolve_mode(ensemble, probe, cfg)
-    block_size = block_size or (DEFAULT_BLOCK if mode == "vectorised" else 1)
+    mode = resolve_mode(ensemble, probe, data.x_train[:2])
+    block_size = block_size or (DEFAULT_BLOCK if mode == "stacked" else 1)
     dev = resolve_device(device)
     out = Path(out)
     spec = {key: v for key, v in data.spec.items() if key != "data_root"}
@@ -341,7 +360,7 @@ def estimate_memorization(
         "model": {"name": model_name, "kwargs": kwargs},
         "k": int(k),
         "fraction": float(fraction),
-        "epochs": int(epochs),
+        "epochs": int(cfg.epochs),
         "seed": int(seed),
         "train": cfg.model_dump(),
         "ensemble": mode,
@@ -390,6 +409,13 @@ def estimate_memorization(
     table = memorization_estimate(correct, masks)
     table.insert(0, "index", data.index_train.numpy().astype(np.int64))
     reliability = split_half_reliability(correct, masks)
+    fit = in_subset_accuracy(correct, masks)
+    epochs_run = np.concatenate([results[b.block]["epochs_run"] for b in blocks])
+    fit_note = check_fit(
+        float(np.median(fit)), fit_threshold, what=f"the median in-subset accuracy of the {k} subset models"
+    )
+    if fit_note:
+        warn(fit_note)
     few = int((table["memorization_n_out"] < MIN_HELD_OUT).sum())
     if few:
         warn(
@@ -418,6 +444,14 @@ def estimate_memorization(
         "config_sha256": sha,
         "executor": ex.name if todo else "none (all blocks resumed)",
         "reliability": reliability,
+        "fit": {
+            "in_subset_accuracy": {"min": float(fit.min()), "median": float(np.median(fit)),
+                                   "mean": float(fit.mean()), "per_model": [float(a) for a in fit]},
+            "threshold": float(fit_threshold),
+            "fits": fit_note is None,
+            "epochs_run": {"min": int(epochs_run.min()), "median": float(np.median(epochs_run)),
+                           "max": int(epochs_run.max()), "cap": int(cfg.epochs)},
+        },
         "summary": {
             "mean": float(table["memorization"].mean()),
             "median": float(table["memorization"].median()),

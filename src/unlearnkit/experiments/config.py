@@ -132,11 +132,21 @@ class ForgetSpec(_Strict):
 
 
 class MemorizationConfig(_Strict):
-    """Feldman memorization estimate (SPEC §2); run only when something needs it."""
+    """Feldman memorization estimate; run only when something needs it.
+
+    The subset models train with ``training`` when given, else with the model
+    family's default memorization recipe (no weight decay, until each model fits
+    its subset); ``epochs`` (the cap under ``until_fit``) and ``until_fit``
+    override the recipe's. A median in-subset accuracy below ``fit_threshold``
+    is reported as a warning.
+    """
 
     k: int = Field(100, ge=2)
     fraction: float = Field(0.7, gt=0, lt=1)
-    epochs: int | None = Field(None, ge=1, description="defaults to the training recipe's epochs")
+    epochs: int | None = Field(None, ge=1, description="overrides the recipe's epochs")
+    until_fit: float | None = Field(None, gt=0, le=1, description="stop each model at this in-subset accuracy")
+    fit_threshold: float = Field(0.99, gt=0, le=1)
+    training: TrainingConfig | None = None
     seed: int = 0
 
 

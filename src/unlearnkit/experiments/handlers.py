@@ -84,15 +84,22 @@ def _do_memorization(inputs, deps, out, opts):
 
     with warnings.catch_warnings():  # its warnings are kept in the summary and shown by the runner
         warnings.simplefilter("ignore")
+        recipe = inputs["training"]
         res = estimate_memorization(
             data_for(inputs, opts), inputs["model"], k=inputs["k"], fraction=inputs["fraction"],
-            epochs=inputs["epochs"], seed=inputs["seed"], out=out / MEM, cfg=TrainConfig(**inputs["training"]),
-            model_kwargs=inputs["model_kwargs"], executor=opts.get("executor", "local"), address=opts.get("address"),
+            epochs=inputs["epochs"], seed=inputs["seed"], out=out / MEM,
+            cfg=TrainConfig(**recipe) if recipe is not None else None, until_fit=inputs["until_fit"],
+            fit_threshold=inputs["fit_threshold"], model_kwargs=inputs["model_kwargs"],
+            executor=opts.get("executor", "local"), address=opts.get("address"),
             threads=opts.get("threads", 1), device=opts.get("device", "auto"), quiet=opts.get("quiet", True),
         )
+    fit = res.meta["fit"]
     # The threshold travels with the number, so the report can judge it without importing memorization.
     return {"split_half": res.reliability.get("split_half_spearman"), "k": inputs["k"], "warnings": res.warnings,
-            "reliability_threshold": LOW_RELIABILITY}
+            "reliability_threshold": LOW_RELIABILITY,
+            "fit": {"in_subset_accuracy_min": fit["in_subset_accuracy"]["min"],
+                    "in_subset_accuracy_median": fit["in_subset_accuracy"]["median"],
+                    "threshold": fit["threshold"], "epochs_run_median": fit["epochs_run"]["median"]}}
 
 
 @handler("scores")

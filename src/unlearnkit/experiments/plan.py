@@ -57,8 +57,10 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
     mem = None
     if cfg.needs_memorization:
         m = cfg.memorization
-        mem = unit("memorization", {**base, "training": recipe, "k": m.k, "fraction": m.fraction,
-                                    "epochs": m.epochs or cfg.training.epochs, "seed": m.seed},
+        mem_recipe = m.training.model_dump(exclude={"seed"}) if m.training is not None else None
+        mem = unit("memorization", {**base, "training": mem_recipe, "k": m.k, "fraction": m.fraction,
+                                    "epochs": m.epochs, "until_fit": m.until_fit,
+                                    "fit_threshold": m.fit_threshold, "seed": m.seed},
                    label=f"K={m.k}", driver=True)
     rows: list[Row] = []
     scores_units = []

@@ -111,4 +111,19 @@ def report_context(plan: Plan, root: Path, cfg: BenchConfig, failures: Mapping[s
     done_scores = [u for u in plan.scores if u.done(root)]
     if done_scores:
         ctx["scores"] = pd.read_parquet(done_scores[0].path(root) / RUN / "scores.parquet")
+    ctx["original_fit"] = original_fit(plan, root, cfg)
     return ctx
+
+
+def original_fit(plan: Plan, root: Path, cfg: BenchConfig) -> dict[str, Any]:
+    """The original models' train accuracy per seed (memorization-based difficulty needs a model
+    that fits its data), the threshold and the one-line warning when the lowest is under it."""
+    from unlearnkit.difficulty.fit import check_fit
+
+    threshold = cfg.memorization.fit_threshold
+    trains = [dict(u.deps)["run"] for u in plan.scores]
+    acc = {int(u.inputs["training"]["seed"]): float(u.record(root)["summary"]["train_acc"])
+           for u in trains if u.done(root)}
+    low = min(acc.values()) if acc else float("nan")
+    return {"train_accuracy": acc, "threshold": threshold,
+            "warning": check_fit(low, threshold, what="the lowest train accuracy of the original models")}

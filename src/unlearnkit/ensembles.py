@@ -1,0 +1,467 @@
+"""M independent models of one architecture trained at once: one forward/backward pass serves all.
+
+Memorization (K subset models), N retrained references for per-example ε and
+KLoM, and the seeds of ``analyze-instances`` all train many small models with
+one recipe. :func:`train_ensemble` trains them together, each member on its own
+rows in its own shuffled order, with the recipe of
+:func:`unlearnkit.training.train` (optimizer, schedule, batch size, epochs,
+``until_fit``), so member ``j`` equals the model that loop trains from the same
+initial weights with ``seed = seeds[j]``, up to floating-point rounding.
+
+How the members are stacked (``mode="stacked"``): every parameter becomes one
+tensor ``[M, ...]``. A model that is a chain of layers (the mlp, the cnn: its
+leaf modules applied in order give its output) runs layer by layer on stacked
+activations: linear layers as batched matmuls on ``[M, b, d]``; convolutions as
+one grouped convolution on ``[b, M*C, H, W]`` (member ``j`` owns channel group
+``j``, the trick EasyDUB uses to train many ResNet-9s as one network), with
+pooling, GroupNorm and BatchNorm acting per channel, hence per member. Other
+models without buffers run through ``torch.func.vmap``. ``mode="loop"`` trains
+the members one after another through :func:`~unlearnkit.training.train`
+(always possible, e.g. for ResNets whose BatchNorm is not in a chain).
+
+Every member's gradient is its own: the loss summed over members is the sum of
+independent per-member mean losses. SGD and AdamW act elementwise, so one
+optimizer over the stacked tensors is M independent optimizers.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.progress import progress_bar
+from unlearnkit.training import (
+    TrainConfig,
+    augment_batch,
+    check_finite,
+    fit_worth_checking,
+    make_optimizer,
+    make_scheduler,
+    per_example_correct,
+    per_example_loss,
+    seed_everything,
+    targets_for,
+    train,
+)
+
+EnsembleMode = Literal["auto", "stacked", "loop"]
+EVAL_BATCH = 1024
+
+# Parameter-free layers that act elementwise or per channel, so on every stacked layout.
+_ELEMENTWISE = (nn.ReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.SiLU, nn.ELU, nn.Identity)
+_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+# --------------------------------------------------------------------------- layouts
+# An activation is "shared" (one [b, ...] tensor every member sees, before the first
+# layer with parameters), "stack" ([M, b, ...], member-major) or "group" ([b, M*C, H, W]).
+
+
+@dataclass
+class _Act:
+    h: torch.Tensor
+    layout: Literal["shared", "stack", "group"]
+
+
+def _to_stack(a: _Act, m: int) -> torch.Tensor:
+    if a.layout == "stack":
+        return a.h
+    if a.layout == "shared":
+        return a.h.unsqueeze(0).expand(m, *a.h.shape)
+    b, mc, *rest = a.h.shape
+    return a.h.reshape(b, m, mc // m, *rest).transpose(0, 1)
+
+
+def _to_group(a: _Act, m: int) -> torch.Tensor:
+    if a.layout == "group":
+        return a.h
+    h = _to_stack(a, m)  # [M, b, C, H, W]
+    return h.transpose(0, 1).reshape(h.shape[1], m * h.shape[2], *h.shape[3:])
+
+
+def _chain_leaves(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The model's leaf modules in registration order if each is a layer the stacked
+    forward supports, else None (whether they form the model's forward is probed separately)."""
+    leaves = [(n, m) for n, m in model.named_modules() if next(m.children(), None) is None and n]
+    for _, m in leaves:
+        if isinstance(m, nn.Flatten):
+            ok = m.start_dim == 1 and m.end_dim == -1
+        elif isinstance(m, nn.Conv2d):
+            ok = m.padding_mode == "zeros"
+        elif isinstance(m, nn.Dropout):
+            ok = m.p == 0  # random masks would differ from the loop's
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            ok = m.momentum is not None and m.track_running_stats
+        else:
+            ok = isinstance(m, (nn.Linear, nn.GroupNorm, *_ELEMENTWISE, *_POOLS))
+        if not ok:
+            return None
+    if not any(next(m.parameters(recurse=False), None) is not None for _, m in leaves):
+        return None
+    return leaves
+
+
+@torch.no_grad()
+def is_chain(model: nn.Module, probe: torch.Tensor) -> bool:
+    """True when applying ``model``'s leaf modules in order to ``probe`` ``[b, ...]`` gives
+    ``model(probe)`` (eval mode), and every leaf is a layer the stacked forward supports."""
+    leaves = _chain_leaves(model)
+    if leaves is None:
+        return False
+    was = model.training
+    model.eval()
+    try:
+        want = model(probe)
+        h = probe
+        for _, m in leaves:
+            h = m(h)
+        return h.shape == want.shape and bool(torch.allclose(h, want, rtol=1e-4, atol=1e-5))
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    finally:
+        model.train(was)
+
+
+# --------------------------------------------------------------------------- stacked members
+
+
+class StackedMembers:
+    """The parameters (and buffers) of M copies of one architecture, stacked ``[M, ...]``.
+
+    ``forward(x)`` maps per-member inputs ``[M, b, ...]`` to logits ``[M, b, C]``;
+    ``forward_shared(x)`` maps one batch ``[b, ...]`` that every member sees to
+    ``[M, b, C]``. ``train(flag)`` switches BatchNorm between batch and running statistics.
+    """
+
+    def __init__(self, models: Sequence[nn.Module], probe: torch.Tensor, device: torch.device) -> None:
+        self.m = len(models)
+        self.template = copy.deepcopy(models[0]).cpu()
+        first = models[0]
+        self.param_names = [n for n, _ in first.named_parameters()]
+        self.buffer_names = [n for n, _ in first.named_buffers()]
+        states = [dict(mod.state_dict()) for mod in models]
+        self.params = {
+            n: torch.stack([s[n].detach() for s in states]).to(device).requires_grad_() for n in self.param_names
+        }
+        self.buffers = {n: torch.stack([s[n].detach() for s in states]).to(device).contiguous()
+                        for n in self.buffer_names}
+        self.chain = _chain_leaves(first) if is_chain(first, probe.cpu()[:2]) else None
+        if self.chain is None and self.buffer_names:
+            raise UnlearnkitError(
+                f"model {type(first).__name__} has buffers (BatchNorm) outside a plain chain of layers; "
+                "its members cannot be stacked, train them with mode='loop'"
+            )
+        self.training = True
+
+    def train(self, flag: bool = True) -> None:
+        self.training = flag
+
+    def parameters(self) -> list[torch.Tensor]:
+        return list(self.params.values())
+
+    # ---- the chain forward
+    def _layer(self, name: str, mod: nn.Module, a: _Act) -> _Act:
+        m, p = self.m, self.params
+        if isinstance(mod, nn.Linear):
+            w, b = p[f"{name}.weight"], p.get(f"{name}.bias")
+            if a.layout == "shared" and a.h.dim() == 2:  # [b, in] @ [M, in, out] -> [M, b, out]
+                h = torch.matmul(a.h, w.transpose(1, 2))
+                return _Act(h if b is None else h + b[:, None, :], "stack")
+            h = _to_stack(a, m)
+            if b is None:
+                return _Act(torch.bmm(h, w.transpose(1, 2)), "stack")
+            return _Act(torch.baddbmm(b[:, None, :], h, w.transpose(1, 2)), "stack")
+        if isinstance(mod, nn.Conv2d):
+            w, b = p[f"{name}.weight"], p.get(f"{name}.bias")
+            wf = w.reshape(m * w.shape[1], *w.shape[2:])
+            bf = None if b is None else b.reshape(-1)
+            if a.layout == "shared" and mod.groups == 1:  # one dense conv with M*C_out outputs
+                h = F.conv2d(a.h, wf, bf, mod.stride, mod.padding, mod.dilation, mod.groups)
+            else:
+                h = F.conv2d(_to_group(a, m), wf, bf, mod.stride, mod.padding, mod.dilation, m * mod.groups)
+            return _Act(h, "group")
+        if isinstance(mod, nn.GroupNorm):
+            w, b = p.get(f"{name}.weight"), p.get(f"{name}.bias")
+            h = F.group_norm(_to_group(a, m), m * mod.num_groups, None if w is None else w.reshape(-1),
+                             None if b is None else b.reshape(-1), mod.eps)
+            return _Act(h, "group")
+        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            w, b = p.get(f"{name}.weight"), p.get(f"{name}.bias")
+            rm, rv = self.buffers[f"{name}.running_mean"], self.buffers[f"{name}.running_var"]
+            if self.training:
+                self.buffers[f"{name}.num_batches_tracked"] += 1
+            if isinstance(mod, nn.BatchNorm2d):
+                x = _to_group(a, m)
+            else:  # [M, b, C] -> [b, M*C]
+                s = _to_stack(a, m)
+                x = s.transpose(0, 1).reshape(s.shape[1], m * s.shape[2])
+            h = F.batch_norm(x, rm.view(-1), rv.view(-1), None if w is None else w.reshape(-1),
+                             None if b is None else b.reshape(-1), self.training, mod.momentum, mod.eps)
+            if isinstance(mod, nn.BatchNorm2d):
+                return _Act(h, "group")
+            return _Act(h.reshape(h.shape[0], m, -1).transpose(0, 1), "stack")
+        if isinstance(mod, nn.Flatten):
+            if a.layout == "shared":
+                return _Act(a.h.flatten(1), "shared")
+            return _Act(_to_stack(a, m).flatten(2), "stack")
+        if isinstance(mod, _POOLS):
+            return _Act(mod(a.h if a.layout != "stack" else _to_group(a, m)),
+                        a.layout if a.layout != "stack" else "group")
+        return _Act(mod(a.h), a.layout)  # elementwise
+
+    def _chain_forward(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
+        a = _Act(x, "shared" if shared else "stack")
+        for name, mod in self.chain:  # type: ignore[union-attr]
+            a = self._layer(name, mod, a)
+        return _to_stack(a, self.m)
+
+    def _vmap_forward(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
+        def one(params: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.template, params, (xb,))
+
+        return vmap(one, in_dims=(0, None if shared else 0))(self.params, x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._chain_forward(x, False) if self.chain else self._vmap_forward(x, False)
+
+    def forward_shared(self, x: torch.Tensor) -> torch.Tensor:
+        return self._chain_forward(x, True) if self.chain else self._vmap_forward(x, True)
+
+    def state_dict(self, j: int) -> dict[str, torch.Tensor]:
+        """Member ``j``'s weights and buffers as a state dict of the original architecture (CPU)."""
+        out = {n: t[j].detach().cpu().clone() for n, t in self.params.items()}
+        out.update({n: t[j].detach().cpu().clone() for n, t in self.buffers.items()})
+        return out
+
+
+def can_stack(model: nn.Module, probe: torch.Tensor) -> bool:
+    """Whether copies of ``model`` can train as one stacked network (on inputs like ``probe``)."""
+    return is_chain(model, probe[:2]) or not any(True for _ in model.buffers())
+
+
+# --------------------------------------------------------------------------- the ensemble
+
+
+@dataclass
+class Ensemble:
+    """M trained members. ``train_accuracy`` ``[M]``: each member's accuracy on its own training
+    rows after training (eval mode; NaN if not measured); ``epochs_run`` ``[M]``: epochs each
+    trained (fewer than the cap when ``until_fit`` stopped it); ``seconds``: training wall time."""
+
+    mode: str
+    size: int
+    train_accuracy: np.ndarray
+    epochs_run: np.ndarray
+    seconds: float
+    _stacked: StackedMembers | None = None
+    _models: list[nn.Module] = field(default_factory=list)
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+        """Every member's logits on ``x`` ``[n, ...]``: ``[M, n, C]`` float32 on the CPU (eval mode)."""
+        if self._stacked is None:
+            from unlearnkit.training import predict_logits
+
+            return torch.stack([predict_logits(m, x, batch_size) for m in self._models])
+        st = self._stacked
+        st.train(False)
+        dev = next(iter(st.params.values())).device
+        out = [st.forward_shared(xb.to(dev)).float().cpu() for xb in x.split(batch_size)]
+        return torch.cat(out, 1)
+
+    def correct(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH) -> np.ndarray:
+        """Per-member, per-example correctness ``bool [M, n]`` on ``x [n, ...]``, ``y [n]``."""
+        if len(y) == 0:
+            return np.zeros((self.size, 0), dtype=bool)
+        template = self._stacked.template if self._stacked is not None else self._models[0]
+        targets = targets_for(template, x, y)
+        rows = []
+        for xb, tb in zip(x.split(batch_size), targets.split(batch_size)):
+            lg = self.logits(xb, batch_size)
+            rows.append(per_example_correct(lg.reshape(-1, *lg.shape[2:]), tb.repeat(self.size, *[1] * (tb.dim() - 1)))
+                        .view(self.size, -1) >= 0.5)
+        return torch.cat(rows, 1).numpy()
+
+    def member(self, j: int) -> nn.Module:
+        """Member ``j`` as an ordinary module of the original architecture (CPU, eval mode)."""
+        if self._stacked is None:
+            return self._models[j]
+        model = copy.deepcopy(self._stacked.template)
+        model.load_state_dict(self._stacked.state_dict(j))
+        return model.eval()
+
+    def members(self) -> list[nn.Module]:
+        return [self.member(j) for j in range(self.size)]
+
+
+def _initial_models(build: Callable[[], nn.Module] | Sequence[nn.Module], seeds: Sequence[int]) -> list[nn.Module]:
+    if callable(build):
+        models = []
+        for s in seeds:
+            seed_everything(int(s))  # as train_run does before building a model
+            models.append(build())
+        return models
+    models = list(build)
+    if len(models) != len(seeds):
+        raise UnlearnkitError(f"ensemble: {len(models)} initial models but {len(seeds)} seeds")
+    return [copy.deepcopy(m) for m in models]
+
+
+def train_ensemble(
+    build: Callable[[], nn.Module] | Sequence[nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    subsets: Sequence[np.ndarray],
+    cfg: TrainConfig,
+    seeds: Sequence[int],
+    *,
+    mode: EnsembleMode = "auto",
+    device: torch.device | str = "cpu",
+    measure_fit: bool = True,
+    quiet: bool = True,
+    desc: str = "ensemble",
+) -> Ensemble:
+    """Train M = ``len(seeds)`` members; member ``j`` on rows ``subsets[j]`` of ``x [n, ...]``, ``y [n]``.
+
+    ``build``: a function returning a fresh model (called after
+    ``seed_everything(seeds[j])``, so member j starts where ``train_run`` with
+    seed ``seeds[j]`` starts), or the M initial models (left untouched).
+    ``seeds[j]`` plays the role of ``cfg.seed`` (shuffling, augmentation).
+    All subsets must have the same size, so every member takes the same steps
+    of one schedule. ``mode``: ``stacked`` (one network, see the module
+    docstring), ``loop`` (one :func:`~unlearnkit.training.train` per member) or
+    ``auto`` (stacked when the model is a chain of supported layers, else the
+    loop). ``measure_fit`` measures each member's accuracy on its own rows.
+    """
+    subsets = [np.asarray(s, dtype=np.int64) for s in subsets]
+    k = len(seeds)
+    if k == 0 or len(subsets) != k:
+        raise UnlearnkitError(f"ensemble: {len(subsets)} subsets for {k} seeds (need one per member, >= 1)")
+    sizes = {len(s) for s in subsets}
+    if len(sizes) != 1 or 0 in sizes:
+        raise UnlearnkitError(f"ensemble: subsets must be non-empty and of one size, got sizes {sorted(sizes)}")
+    if mode not in ("auto", "stacked", "loop"):
+        raise UnlearnkitError(f"unknown ensemble mode '{mode}'; choose auto, stacked or loop")
+    device = torch.device(device)
+    models = _initial_models(build, seeds)
+    probe = x[subsets[0][:2]]
+    if mode == "auto":
+        mode = "stacked" if is_chain(models[0], probe) else "loop"
+    if mode == "loop":
+        return _train_loop(models, x, y, subsets, cfg, seeds, device, measure_fit, quiet, desc)
+    return _train_stacked(models, x, y, subsets, cfg, seeds, device, measure_fit, quiet, desc)
+
+
+def _train_loop(models, x, y, subsets, cfg, seeds, device, measure_fit, quiet, desc) -> Ensemble:
+    start = time.perf_counter()
+    acc, epochs = [], []
+    for j, (model, rows, s) in enumerate(zip(models, subsets, seeds)):
+        sub = torch.as_tensor(rows)
+        r = train(model, x[sub], y[sub], cfg.model_copy(update={"seed": int(s)}), device=device,
+                  record_dynamics=False, quiet=quiet, desc=f"{desc} {j + 1}/{len(models)}", measure_fit=measure_fit)
+        acc.append(r.train_accuracy)
+        epochs.append(r.epochs_run)
+    return Ensemble("loop", len(models), np.asarray(acc, dtype=np.float64), np.asarray(epochs, dtype=np.int64),
+                    time.perf_counter() - start, None, models)
+
+
+def _subset_accuracy(st: StackedMembers, x: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor,
+                     device: torch.device) -> np.ndarray:
+    """Each member's eval-mode accuracy on its own rows ``rows [M, m]``: ``[M]``."""
+    st.train(False)
+    hits = []
+    with torch.no_grad():
+        for idx in rows.split(max(1, EVAL_BATCH // 4), dim=1):
+            lg = st.forward(x[idx].to(device))
+            t = targets[idx].to(device)
+            hits.append(per_example_correct(lg.reshape(-1, *lg.shape[2:]), t.reshape(-1, *t.shape[2:]))
+                        .view(idx.shape))
+    st.train(True)
+    return torch.cat(hits, 1).mean(1).double().cpu().numpy()
+
+
+def _train_stacked(models, x, y, subsets, cfg, seeds, device, measure_fit, quiet, desc) -> Ensemble:
+    k, m = len(models), len(subsets[0])
+    probe = x[torch.as_tensor(subsets[0][:2])]
+    st = StackedMembers(models, probe, device)
+    targets = targets_for(st.template, x, y)
+    rows = torch.as_tensor(np.stack(subsets))  # [M, m] row numbers into x
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    params = st.parameters()
+    opt = make_optimizer(params, cfg)
+    sched = make_scheduler(opt, cfg, cfg.epochs * math.ceil(m / cfg.batch_size))
+    active = np.ones(k, dtype=bool)
+    frozen: dict[str, torch.Tensor] = {}  # snapshots of finished members' parameters and buffers
+    fit = np.full(k, np.nan)
+    epochs = np.zeros(k, dtype=np.int64)
+    start = time.perf_counter()
+    st.train(True)
+    with progress_bar(quiet) as bar:
+        task = bar.add_task(desc, total=cfg.epochs, info=f"{k} models")
+        for epoch in range(cfg.epochs):
+            epochs[active] = epoch + 1
+            # Each member's own permutation of its own rows, drawn as train() draws it.
+            order = torch.stack([rows[j, torch.randperm(m, generator=gens[j])] for j in range(k)])
+            hits = torch.zeros(k, dtype=torch.float64)
+            for step, idx in enumerate(order.split(cfg.batch_size, dim=1)):
+                xb, tb = x[idx], targets[idx]  # [M, b, ...]
+                if cfg.augment:
+                    xb = torch.stack([augment_batch(xb[j], gens[j]) for j in range(k)])
+                xb, tb = xb.to(device, non_blocking=True), tb.to(device, non_blocking=True)
+                logits = st.forward(xb)
+                b = idx.shape[1]
+                flat_logits, flat_t = logits.reshape(k * b, *logits.shape[2:]), tb.reshape(k * b, *tb.shape[2:])
+                per_member = per_example_loss(flat_logits, flat_t).view(k, b).mean(1)
+                check_finite(per_member[torch.as_tensor(active)].sum(), f"epoch {epoch + 1}, step {step + 1} of {desc}")
+                opt.zero_grad(set_to_none=True)
+                per_member.sum().backward()
+                opt.step()
+                sched.step()
+                with torch.no_grad():
+                    hits += per_example_correct(flat_logits, flat_t).view(k, b).sum(1).double().cpu()
+                    if frozen:
+                        _restore(st, frozen, ~active)
+            bar.update(task, advance=1, info=f"{int(active.sum())}/{k} training")
+            if cfg.until_fit is not None:
+                check = active & np.array([fit_worth_checking(h / m, cfg.until_fit) for h in hits.tolist()])
+                if check.any():
+                    acc = _subset_accuracy(st, x, targets, rows, device)
+                    done = check & (acc >= cfg.until_fit)
+                    if done.any():
+                        fit[done] = acc[done]
+                        active &= ~done
+                        _snapshot(st, frozen, ~active)
+                if not active.any():
+                    break
+    seconds = time.perf_counter() - start
+    for p in params:
+        p.requires_grad_(False)
+    if measure_fit and np.isnan(fit).any():
+        todo = np.isnan(fit)
+        fit[todo] = _subset_accuracy(st, x, targets, rows, device)[todo]
+    st.train(False)
+    return Ensemble("stacked", k, fit, epochs, seconds, st)
+
+
+def _snapshot(st: StackedMembers, frozen: dict[str, torch.Tensor], which: np.ndarray) -> None:
+    """Remember the current state of the finished members (``which`` bool [M])."""
+    del which  # the members that finished earlier were restored every step, so all can be copied
+    for name, t in {**st.params, **st.buffers}.items():
+        frozen[name] = t.detach().clone()
+
+
+def _restore(st: StackedMembers, frozen: dict[str, torch.Tensor], which: np.ndarray) -> None:
+    """Put the finished members back where they stopped (the shared step moved them)."""
+    sel = torch.as_tensor(which)
+    for name, t in {**st.params, **st.buffers}.items():
+        t.data[sel] = frozen[name][sel].to(t.device)

@@ -1,0 +1,96 @@
+"""The ensemble engine: every member equals the plain training loop's model."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from unlearnkit import TrainConfig, UnlearnkitError
+from unlearnkit.ensembles import is_chain, train_ensemble
+from unlearnkit.runs import new_model
+from unlearnkit.training import predict_logits, seed_everything, train
+
+
+def _subsets(n: int, k: int, m: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [np.sort(rng.permutation(n)[:m]) for _ in range(k)]
+
+
+def _alone(digits, build, subsets, cfg, seeds):
+    out = []
+    for s, sub in zip(seeds, subsets):
+        seed_everything(s)
+        model = build()
+        r = train(model, digits.x_train[sub], digits.y_train[sub], cfg.model_copy(update={"seed": s}),
+                  record_dynamics=False)
+        out.append((model, r))
+    return out
+
+
+class GroupNormCNN(nn.Module):
+    """A chain with GroupNorm and a strided conv (what a normalised small cnn looks like)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.ReLU(),
+            nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 10),
+        )
+
+    def forward(self, x):
+        return self.body(x)
+
+
+CASES = {
+    "mlp": lambda d: new_model("mlp", d, {"width": 32}),
+    "cnn": lambda d: new_model("cnn", d, {"width": 4}),
+    "norm-cnn": lambda d: GroupNormCNN(),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_member_equals_the_training_loop(digits, case):
+    cfg = TrainConfig(epochs=2, lr=0.1, batch_size=64)
+    seeds = [11, 12, 13]
+    subsets = _subsets(digits.n_train, 3, 300)
+    build = lambda: CASES[case](digits)  # noqa: E731
+    ens = train_ensemble(build, digits.x_train, digits.y_train, subsets, cfg, seeds, mode="stacked")
+    assert ens.mode == "stacked" and ens.size == 3
+    logits = ens.logits(digits.x_train)
+    for j, (model, r) in enumerate(_alone(digits, build, subsets, cfg, seeds)):
+        member = ens.member(j)
+        for key, w in model.state_dict().items():
+            torch.testing.assert_close(member.state_dict()[key].float(), w.float(), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(logits[j], predict_logits(model, digits.x_train), atol=1e-4, rtol=1e-4)
+        assert ens.train_accuracy[j] == pytest.approx(r.train_accuracy, abs=1e-3)
+    correct = ens.correct(digits.x_train, digits.y_train)
+    assert correct.shape == (3, digits.n_train) and not np.array_equal(correct[0], correct[1])
+
+
+def test_until_fit_stops_each_member_like_the_loop(digits):
+    cfg = TrainConfig(epochs=40, lr=0.1, batch_size=64, weight_decay=0.0, schedule="constant", until_fit=1.0)
+    seeds = [1, 2]
+    subsets = _subsets(digits.n_train, 2, 200)
+    build = lambda: new_model("mlp", digits, {"width": 32})  # noqa: E731
+    ens = train_ensemble(build, digits.x_train, digits.y_train, subsets, cfg, seeds)
+    for j, (model, r) in enumerate(_alone(digits, build, subsets, cfg, seeds)):
+        assert r.epochs_run < 40 and r.train_accuracy == 1.0  # the cap was not needed
+        assert ens.epochs_run[j] == r.epochs_run and ens.train_accuracy[j] == 1.0
+        for key, w in model.state_dict().items():
+            torch.testing.assert_close(ens.member(j).state_dict()[key], w, atol=1e-5, rtol=1e-4)
+
+
+def test_loop_mode_and_auto(digits):
+    cfg = TrainConfig(epochs=1, lr=0.1, batch_size=64)
+    subsets = _subsets(digits.n_train, 2, 100)
+    build = lambda: new_model("resnet18", digits, {"width": 4})  # noqa: E731
+    assert not is_chain(build(), digits.x_train[:2])  # residual connections
+    ens = train_ensemble(build, digits.x_train, digits.y_train, subsets, cfg, [0, 1])
+    assert ens.mode == "loop" and ens.logits(digits.x_train[:5]).shape == (2, 5, 10)
+    with pytest.raises(UnlearnkitError, match="cannot be stacked"):
+        train_ensemble(build, digits.x_train, digits.y_train, subsets, cfg, [0, 1], mode="stacked")
+    with pytest.raises(UnlearnkitError, match="one size"):
+        train_ensemble(build, digits.x_train, digits.y_train, [subsets[0], subsets[1][:50]], cfg, [0, 1])
+    with pytest.raises(UnlearnkitError, match="mode"):
+        train_ensemble(build, digits.x_train, digits.y_train, subsets, cfg, [0, 1], mode="fast")
