@@ -337,6 +337,8 @@ class DirLock:
     :class:`BusyError` naming the owner.
     """
 
+    settle = 0.2  # seconds to look again at an invalid lock before calling it stale
+
     def __init__(
         self,
         directory: str | Path,
@@ -424,7 +426,7 @@ class DirLock:
                     continue
                 owner = self._parse(raw)
                 if owner is None:
-                    time.sleep(0.2)  # the no-hard-link fallback writes after creating: look again
+                    time.sleep(self.settle)  # the no-hard-link fallback writes after creating: look again
                     raw = self._read()
                     if raw is None:
                         continue

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -28,14 +29,95 @@ from torch import nn
 from unlearnkit._version import __version__
 from unlearnkit.data import DATASETS, DataBundle, load_dataset
 from unlearnkit.data.base import check_bundle_matches
-from unlearnkit.errors import UnlearnkitError
-from unlearnkit.io import atomic_dir, read_json, sha256_file, sha256_indices, write_json, write_parquet
+from unlearnkit.errors import OutputError, RunError, UnlearnkitError
+from unlearnkit.io import atomic_dir, atomic_write, read_json, sha256_file, sha256_indices, write_json, write_parquet
 from unlearnkit.models import Classifier, build_model
 from unlearnkit.training import TrainConfig, accuracy, resolve_device, seed_everything, train
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 META = "run.json"
+
+
+class _Record(BaseModel):
+    # Strict: a string where a number belongs is an error, not a conversion; keys
+    # added by other commands (``unlearn``, ``rum``, ``sisa``, ...) are kept.
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+class DatasetSpec(_Record):
+    """How to load the run's data again (``load_dataset(name, data_root, val_fraction, split_seed, **options)``)."""
+
+    name: str = Field(min_length=1)
+    val_fraction: float = Field(ge=0, lt=1)
+    split_seed: int
+    options: dict[str, Any] = {}
+    data_root: str | None = None
+
+
+class ModelSpec(_Record):
+    """The registered model and its keyword arguments."""
+
+    name: str = Field(min_length=1)
+    kwargs: dict[str, Any] = {}
+
+
+class IndexSet(_Record):
+    """A set of original training indices: ``count``, ``sha256`` of the sorted list, ``indices``."""
+
+    count: int = Field(ge=0)
+    sha256: str
+    indices: list[int]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "IndexSet":
+        if len(self.indices) != self.count or any(i < 0 for i in self.indices):
+            raise ValueError("count must equal the number of indices, all >= 0")
+        if sha256_indices(self.indices) != self.sha256:
+            raise ValueError("sha256 does not match the indices")
+        return self
+
+
+class RunMeta(_Record):
+    """The typed contents of ``run.json`` (field names are the file's keys).
+
+    Validated whenever a run is loaded (:func:`load_meta`), so a hand-edited or
+    truncated file is a one-line :class:`unlearnkit.errors.RunError` naming the
+    field, never a KeyError deep inside a command. ``train`` is the recipe
+    (:class:`unlearnkit.training.TrainConfig`), ``excluded`` what the weights
+    never trained on, ``forgotten`` the forget set of an unlearned run.
+    """
+
+    format_version: int
+    created: str | None = None
+    versions: dict[str, str] = {}
+    kind: str
+    model: ModelSpec
+    train: TrainConfig | None = None
+    excluded: IndexSet | None = None
+    forgotten: IndexSet | None = None
+    results: dict[str, float | None] = {}
+    examples_processed: int = Field(0, ge=0)
+    device: str | None = None
+    dataset: DatasetSpec
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @classmethod
+    def check(cls, meta: Any, where: str | Path) -> "RunMeta":
+        """Validate a parsed run.json; any problem is a one-line RunError naming the first bad field."""
+        if not isinstance(meta, dict):
+            raise RunError(f"{where}: run.json must hold a JSON object, got a JSON {_json_kind(meta)}")
+        try:
+            return cls.model_validate(meta)
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "run.json"
+            more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+            raise RunError(f"{where}/{META}: {field}: {err['msg']}{more}; re-create the run") from None
+
+
+def _json_kind(obj: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(obj), "null")
 
 
 def versions() -> dict[str, str]:
@@ -102,7 +184,7 @@ def write_run(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / WEIGHTS))
+    save_weights(out / WEIGHTS, state)
     meta = {
         "format_version": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -119,29 +201,58 @@ def write_run(
     return meta
 
 
+def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """Write a state dict as safetensors, atomically (a full disk is a one-line OutputError)."""
+
+    def write(tmp: str) -> None:
+        try:
+            save_file(state, tmp)
+        except SafetensorError as e:  # safetensors reports I/O failures (disk full) as its own type
+            raise OutputError(f"{path}: cannot write ({str(e).splitlines()[0]})") from None
+
+    atomic_write(path, write)
+
+
 def excluded_meta(indices: np.ndarray) -> dict[str, Any]:
     idx = np.sort(np.asarray(indices, dtype=np.int64))
     return {"count": int(len(idx)), "sha256": sha256_indices(idx), "indices": idx.tolist()}
 
 
-def load_meta(path: str | Path) -> dict[str, Any]:
-    """Read and check a run's run.json (existence, format version)."""
+def _read_checked(path: Path) -> tuple[dict[str, Any], RunMeta]:
+    """(run.json as written, its validated RunMeta): existence, format version, every field's type."""
     path = Path(path)
-    if not (path / META).exists():
-        raise UnlearnkitError(f"{path}: not a run directory (no {META})")
-    meta = read_json(path / META)
-    fv = meta.get("format_version")
-    if fv != FORMAT_VERSION:
-        raise UnlearnkitError(
+    if not (path / META).is_file():
+        raise RunError(f"{path}: not a run directory (no {META})")
+    try:
+        meta = read_json(path / META)
+    except UnlearnkitError as e:
+        raise RunError(str(e)) from None
+    fv = meta.get("format_version") if isinstance(meta, dict) else None
+    if isinstance(meta, dict) and fv != FORMAT_VERSION:
+        raise RunError(
             f"{path}: run format version {fv} is incompatible with this unlearnkit "
             f"({__version__}, format {FORMAT_VERSION}); re-create the run"
         )
-    return meta
+    return meta, RunMeta.check(meta, path)
+
+
+def read_run_meta(path: str | Path) -> RunMeta:
+    """A run directory's validated run.json; any problem is a one-line :class:`RunError`."""
+    return _read_checked(Path(path))[1]
+
+
+def load_meta(path: str | Path) -> dict[str, Any]:
+    """A run directory's run.json as written (a dict), after validating it as a :class:`RunMeta`."""
+    return _read_checked(Path(path))[0]
 
 
 def load_data_for(meta: dict[str, Any], path: Path, data_root: str | None = None) -> DataBundle:
     spec = meta["dataset"]
-    state = read_json(path / "data_state.json") if (path / "data_state.json").exists() else None
+    state = None
+    if (path / "data_state.json").exists():
+        state = read_json(path / "data_state.json")
+        if not isinstance(state, dict):
+            raise RunError(f"{path / 'data_state.json'}: must hold a JSON object")
     return load_dataset(
         spec["name"],
         data_root=data_root or spec.get("data_root"),
