@@ -271,3 +271,16 @@ def test_bad_fit_options(blobs, tmp, kw, msg):
 def test_family_without_default_recipe_names_the_options(digits, tmp):
     with pytest.raises(UnlearnkitError, match="no default memorization recipe.*--epochs, --lr and --weight-decay"):
         estimate_memorization(digits, "resnet18", k=2, out=tmp / "m")
+
+
+def test_cli_fit_options(cli, tmp):
+    base = ["memorization", "--dataset", "digits", "--k", "2", "--width", "8", "-q"]
+    code, stdout, stderr = cli(*base, "--epochs", "2", "--until-fit", "0.5", "--fit-threshold", "0.3", "--out", tmp / "a")
+    assert code == 0, stderr
+    assert "fit: in-subset accuracy median" in stdout and "(cap 2)" in stdout
+    for flags, msg in [(["--until-fit", "1.5"], "until_fit"), (["--until-fit", "0"], "until_fit"),
+                       (["--epochs", "0"], "epochs"), (["--fit-threshold", "2"], "fit threshold")]:
+        code, _, stderr = cli(*base, *flags, "--out", tmp / "b")
+        assert code == 2 and msg in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    code, _, stderr = cli("memorization", "-m", "resnet18", "--k", "2", "--out", tmp / "c")
+    assert code == 2 and "no default memorization recipe" in stderr and "--weight-decay" in stderr
