@@ -66,7 +66,7 @@ def test_train_with_dataset_options(cli, tmp):
     assert code == 0, err
     run = load_run(tmp / "run")
     assert run.data.input_shape == (3, 32, 32)
-    assert run.meta["dataset"]["options"] == {"pad32": "true", "rgb": "1"}
+    assert run.meta["dataset"]["options"] == {"pad32": True, "rgb": 1}  # typed as every CLI value
 
 
 def test_train_text_model_on_rotten_tomatoes(cli, tmp):

@@ -64,7 +64,7 @@ def test_forget_set_bad_input(cli, digits_run, tmp, args, message):
         ("ok", "finetune", ["lr=0"], "lr"),
         ("ok", "neggrad_plus", ["alpha=2"], "alpha"),
         ("ok", "finetune", ["momentum_typo=0.5"], "valid keys"),
-        ("ok", "finetune", ["lr"], "key=value"),
+        ("ok", "finetune", ["lr"], "KEY=VALUE"),
         ("ok", "nope", [], "unknown method"),
         ("ok", "finetune", ["lr=1e30", "epochs=1"], "finetune: loss became"),
     ],

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.table import Table
 
 from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples, forget_app
-from unlearnkit.cli.unlearn_cmd import parse_value
-from unlearnkit.errors import UnlearnkitError
+from unlearnkit.cli.params import parse_assignments
 
 RUN = typer.Option(..., "--run", "-r", help="Run directory (the original model θ_o).")
 FORGET = typer.Option(..., "--forget", "-f", help="Forget file (.txt or .json of training indices).")
@@ -120,18 +118,6 @@ def by_entanglement(
     _save(forget_by_entanglement(load_run(run, data_root=data_root), bins, level, size, seed), out)
 
 
-def method_params(items: list[str] | None) -> dict[str, dict[str, Any]]:
-    """``["finetune.epochs=5"]`` -> ``{"finetune": {"epochs": 5}}`` (keys checked by each method)."""
-    out: dict[str, dict[str, Any]] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        method, dot, name = key.strip().partition(".")
-        if not sep or not dot or not method or not name:
-            raise UnlearnkitError(f"--set {item!r}: expected METHOD.KEY=VALUE, e.g. finetune.epochs=5")
-        out.setdefault(method, {})[name] = parse_value(value.strip())
-    return out
-
-
 @app.command("analyze-instances", epilog=examples(
     "unlearnkit analyze-instances --run runs/orig --forget f.json --methods retrain,finetune --seeds 3 --out inst",
 ))
@@ -155,7 +141,8 @@ def analyze_instances_cmd(
 
     r = load_run(run, data_root=data_root)
     fs = load_forget(forget, r.data)
-    res = analyze_instances(r, fs, methods.split(","), seeds, out, method_params(sets), quiet=quiet, device=device,
+    params = parse_assignments(sets, "--set", scope="required", scope_name="METHOD", hint=lambda: "e.g. finetune.epochs=5")
+    res = analyze_instances(r, fs, methods.split(","), seeds, out, params, quiet=quiet, device=device,
                             hard_threshold=hard_threshold, overwrite=overwrite)
     s = res.summary
     t = Table("method", "mean difficulty", f"fraction > {hard_threshold}")

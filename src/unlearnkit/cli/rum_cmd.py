@@ -7,39 +7,16 @@ from types import SimpleNamespace
 from typing import Any
 
 import typer
-import yaml
 from rich.table import Table
 
 from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples
+from unlearnkit.cli.params import parse_assignments
 from unlearnkit.cli.unlearn_cmd import describe_params
 from unlearnkit.errors import UnlearnkitError
 
 # meta.rum.DEFAULT_CANDIDATES, repeated so that --help does not import torch
 # (tests/test_cli_startup.py checks that the two agree).
 CANDIDATES_HELP = "none,finetune,neggrad_plus,salun,l1_sparse"
-
-
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``["lr=0.01", "high.lr=0.1"]`` -> ``{"lr": 0.01, "high": {"lr": 0.1}}`` (values parsed as YAML)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UnlearnkitError(f"--set expects KEY=VALUE or GROUP.KEY=VALUE, got '{item}'")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
-            value = raw
-        scope, dot, name = key.partition(".")
-        if dot:
-            out.setdefault(scope, {})
-            if not isinstance(out[scope], dict):
-                raise UnlearnkitError(f"--set: '{scope}' is used both as a key and as a group")
-            out[scope][name] = value
-        else:
-            out[key] = value
-    return out
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -82,7 +59,7 @@ def rum_cmd(
 
     original = load_run(run, data_root=data_root)
     fs = load_forget(forget, original.data)
-    params = parse_sets(sets or [])
+    params = parse_assignments(sets, "--set", scope="optional", scope_name="GROUP")
     cands: Any = _split(candidates)
     if variant == "rum":
         # For the search, --set addresses candidate methods: finetune.lr=0.01.

@@ -7,18 +7,7 @@ from pathlib import Path
 import typer
 
 from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples, flag
-from unlearnkit.errors import UnlearnkitError
-
-
-def parse_key_values(items: list[str], flag: str) -> dict[str, str]:
-    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``; the loader coerces the values to its types."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UnlearnkitError(f"{flag} {item!r}: expected KEY=VALUE")
-        out[key.strip()] = value.strip()
-    return out
+from unlearnkit.cli.params import parse_assignments
 
 
 @app.command(epilog=examples(
@@ -63,7 +52,7 @@ def train(
     excl = read_index_file(exclude)[0] if exclude else None
     data = load_dataset(
         dataset, data_root=data_root, val_fraction=val_fraction, split_seed=split_seed,
-        **parse_key_values(option or [], "--option"),
+        **parse_assignments(option, "--option"),
     )
     run = train_run(
         data, model, cfg, out, model_kwargs={"width": width}, exclude=excl,
