@@ -31,3 +31,33 @@ class OutputError(UnlearnkitError):
 
 class BusyError(UnlearnkitError):
     """Another live process holds the lock of the directory being written."""
+
+
+def validation_problems(error: Exception) -> list[tuple[tuple, str]]:
+    """``(location, message)`` for every problem of a pydantic ``ValidationError``, in plain words.
+
+    The location is pydantic's tuple of keys and list positions; an unknown key says
+    ``unknown key``, a missing one ``required key is missing``, and pydantic's
+    ``Value error, `` prefix (from our own validators) is dropped.
+    """
+    out = []
+    for err in error.errors():  # type: ignore[attr-defined]  (a pydantic ValidationError)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        out.append((tuple(err["loc"]), msg))
+    return out
+
+
+def validation_message(error: Exception, *, whole: str = "value", first_only: bool = False) -> str:
+    """A pydantic ``ValidationError`` as one line: ``a.b: message; c: message``.
+
+    ``whole`` names a problem with the object itself (an empty location); ``first_only``
+    keeps the first problem and counts the rest (``(and 2 more)``).
+    """
+    parts = [f"{'.'.join(str(p) for p in loc) or whole}: {msg}" for loc, msg in validation_problems(error)]
+    if first_only and len(parts) > 1:
+        return f"{parts[0]} (and {len(parts) - 1} more)"
+    return "; ".join(parts)
