@@ -14,7 +14,8 @@ Layers, bottom to top (modules in one layer may import each other):
     (RUM, tuning by ToW) and the bench all use it, so it sits right above runs, not above meta.
 11. ``difficulty``: scores, memorization, ES, forget sets by difficulty.
 12. ``methods``: the Method contract and one file per method.
-13. ``meta``, ``testing``: what *runs* methods (RUM, tuning, the instance analysis, plugin checks).
+13. ``meta``, ``testing``, ``model_first``: what *runs* methods (RUM, tuning, the instance analysis,
+    plugin checks, the model-first evaluate/scores/rum over in-memory runs).
 14. ``report``: tables, figures and pages rendered from a results table and a context dict.
     It needs nothing of the bench, and the bench writes its report at the end of a run, so it
     sits below ``experiments`` (the reverse would make ``run_bench(report=True)`` an upward call).
@@ -52,7 +53,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("metrics",),
     ("difficulty",),
     ("methods",),
-    ("meta", "testing"),
+    ("meta", "testing", "model_first"),
     ("report",),
     ("experiments",),
     ("cli",),

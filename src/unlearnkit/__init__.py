@@ -2,11 +2,14 @@
 
 The public API (re-exports only; each lives in the subpackage named in its docstring):
 
+- model-first (any ``nn.Module``; data as a DataBundle, tensors or torch Datasets): ``unlearn``,
+  ``evaluate``, ``scores``, ``memorization``, ``rum``; ``Task`` (head, features, build_model,
+  recipe); ``make_bundle``; plugin checks in :mod:`unlearnkit.testing`
 - data and training: ``load_dataset``, ``TrainConfig``, ``train``, ``train_run``, ``load_run``, ``Run``
 - forget sets: ``ForgetSet``, ``load_forget``, ``save_forget``
 - difficulty: ``estimate_memorization``, ``compute_scores``, ``score_run``, ``entanglement_score``,
   ``analyze_instances``
-- unlearning: ``unlearn``, ``unlearn_run``, ``tune``, ``rum``, ``rum_run``, ``train_sisa``
+- run directories: ``unlearn_from_run``, ``unlearn_run``, ``tune``, ``rum_run``, ``train_sisa``
 - evaluation: ``evaluate_model``, ``evaluate_runs``, ``tug_of_war``
 - the benchmark: ``load_config``, ``run_bench``
 
@@ -25,6 +28,11 @@ from unlearnkit._version import __version__
 # public name -> module that defines it; add new exports here.
 _EXPORTS: dict[str, str] = {
     "UnlearnkitError": "unlearnkit.errors",
+    "Task": "unlearnkit.task",
+    "make_bundle": "unlearnkit.data",
+    "evaluate": "unlearnkit.model_first",
+    "scores": "unlearnkit.model_first",
+    "memorization": "unlearnkit.model_first",
     "ForgetSet": "unlearnkit.data",
     "load_dataset": "unlearnkit.data",
     "load_forget": "unlearnkit.data",
@@ -35,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "unlearnkit.training",
     "train": "unlearnkit.training",
     "unlearn": "unlearnkit.methods",
+    "unlearn_from_run": "unlearnkit.methods",
     "unlearn_run": "unlearnkit.methods",
     "tune": "unlearnkit.meta.tune",
     "train_sisa": "unlearnkit.methods.sisa",
@@ -46,7 +55,7 @@ _EXPORTS: dict[str, str] = {
     "score_run": "unlearnkit.difficulty.scores",
     "entanglement_score": "unlearnkit.difficulty.geometry",
     "analyze_instances": "unlearnkit.meta.instance",
-    "rum": "unlearnkit.meta.rum",
+    "rum": "unlearnkit.model_first",
     "rum_run": "unlearnkit.meta.rum",
     "load_config": "unlearnkit.experiments",
     "run_bench": "unlearnkit.experiments",
@@ -70,15 +79,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real objects
-    from unlearnkit.data import ForgetSet, load_dataset, load_forget, save_forget
+    from unlearnkit.data import ForgetSet, load_dataset, load_forget, make_bundle, save_forget
     from unlearnkit.difficulty.geometry import entanglement_score
     from unlearnkit.meta.instance import analyze_instances
     from unlearnkit.difficulty.memorization import estimate_memorization
     from unlearnkit.difficulty.scores import compute_scores, score_run
     from unlearnkit.errors import UnlearnkitError
     from unlearnkit.experiments import load_config, run_bench
-    from unlearnkit.meta.rum import rum, rum_run
-    from unlearnkit.methods import unlearn, unlearn_run
+    from unlearnkit.meta.rum import rum_run
+    from unlearnkit.model_first import evaluate, memorization, rum, scores
+    from unlearnkit.task import Task
+    from unlearnkit.methods import unlearn, unlearn_from_run, unlearn_run
     from unlearnkit.methods.sisa import train_sisa
     from unlearnkit.meta.tune import tune
     from unlearnkit.metrics import tug_of_war

@@ -20,10 +20,14 @@ one-line error naming it and how to provide it (:func:`missing_requirement`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
 import torch
 from torch import nn
+
+from unlearnkit.data import DataBundle
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models.base import find_head, head_inputs
@@ -86,6 +90,9 @@ class Task:
         architecture (``build_model``), its training recipe and the run itself."""
         from unlearnkit.runs import new_model
 
+        own = run.extra.get("task")
+        if isinstance(own, Task):  # an in-memory run (memory_run) carries the user's task
+            return own.bound(run.model)
         meta, data = run.meta, run.data
         spec = meta.get("model")
         build = None
@@ -128,6 +135,24 @@ class Task:
                     raise UnlearnkitError(f"{what} requires {need}: {e}") from None
             elif need != "retain" and getattr(self, need) is None:
                 raise missing_requirement(what, need)
+
+
+def memory_run(task: Task, data: DataBundle, excluded: np.ndarray | None = None) -> "Run":
+    """A :class:`~unlearnkit.runs.Run` over an in-memory model, for the run-level machinery
+    (scores, RUM, evaluation) behind the model-first calls. Nothing is on disk: ``path`` is
+    a placeholder naming the model; the model trained on every training row except
+    ``excluded`` (original training indices; a retrained reference excludes the forget
+    set); :meth:`Task.from_run` returns ``task`` (bound to whatever model the run holds)."""
+    from unlearnkit.runs import Run, excluded_meta
+
+    meta: dict = {
+        "kind": "memory",
+        "excluded": excluded_meta(np.zeros(0, np.int64) if excluded is None else excluded),
+        "dataset": data.spec,
+        **({"train": task.recipe.model_dump()} if task.recipe is not None else {}),
+    }
+    path = Path(f"<in-memory {type(task.model).__name__}>")
+    return Run(path=path, meta=meta, model=task.model, data=data, extra={"task": task})
 
 
 def as_task(model: nn.Module, task: Task | None) -> Task:

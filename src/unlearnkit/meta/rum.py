@@ -302,7 +302,7 @@ def _sequence(
 def retrain_reference(run: Run, exclude: np.ndarray, *, seed: int = 0, device: str = "auto", quiet: bool = True) -> Classifier:
     """The gold standard: the ``retrain`` method (``run``'s recipe, fresh weights) on D
     minus ``run.excluded`` minus ``exclude`` (original training indices)."""
-    if "train" not in run.meta or "model" not in run.meta:
+    if "task" not in run.extra and ("train" not in run.meta or "model" not in run.meta):
         raise UnlearnkitError(f"{run.path}: run.json has no training recipe; cannot retrain a reference")
     return unlearn_from_run(run, ForgetSet(exclude), "retrain", seed=seed, device=device, quiet=quiet).model
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from unlearnkit.data import DataBundle, ForgetSet, as_bundle
+from unlearnkit.data.forget import check_trained_on
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import atomic_dir, write_json
 from unlearnkit.methods.base import METHODS, Method, MethodContext
@@ -71,10 +72,29 @@ def check_requirements(cls: type[Method], task: Task, retain: np.ndarray) -> Non
     if cls.needs_retain and len(retain) == 0:
         free = [m for m in METHODS.names() if not METHODS.get(m).needs_retain]
         raise UnlearnkitError(
-            f"the forget set covers the whole training set, so '{cls.name}' (which needs the retain set) "
+            f"the forget set covers the whole training set, so '{cls.name or cls.__name__}' (which needs the retain set) "
             f"cannot run; retain-free methods: {', '.join(free)}"
         )
-    task.check(cls.requires, f"method '{cls.name}'")
+    task.check(cls.requires, f"method '{cls.name or cls.__name__}'")
+
+
+def check_objective(cls: type[Method], model: nn.Module, data: DataBundle, forget_pos: np.ndarray) -> None:
+    """Refuse a method that does not declare the model's training objective (``Method.objectives``)
+    and, for a sequence model, a forget set holding an empty sequence (nothing to predict)."""
+    objective = getattr(model, "objective", "classify")
+    if objective not in cls.objectives:
+        able = [m for m in METHODS.names() if objective in METHODS.get(m).objectives]
+        raise UnlearnkitError(
+            f"method '{cls.name}' does not support {objective} models; methods that do: {', '.join(able)}"
+        )
+    if objective == "next_token":
+        tokens = (data.x_train[torch.as_tensor(forget_pos)] != 0).sum(1).numpy()
+        empty = forget_pos[tokens < 2]
+        if len(empty):
+            raise UnlearnkitError(
+                f"forget set: training sequence {int(data.index_train[int(empty[0])])} is empty (fewer than 2 tokens, "
+                f"nothing to predict; {len(empty)} such); drop empty sequences from the forget set"
+            )
 
 
 def check_output_width(model: nn.Module, data: DataBundle, device: torch.device) -> None:
@@ -98,7 +118,7 @@ def run_method(
     data: DataBundle,
     forget_pos: np.ndarray,
     retain: np.ndarray,
-    method: str,
+    method: str | type[Method],
     params: dict[str, Any] | None,
     *,
     seed: int,
@@ -107,14 +127,18 @@ def run_method(
     family: str | None = None,
     kind: str | None = None,
 ) -> UnlearnOutcome:
-    """Check ``method``'s requirements, then run it on a private copy of ``task.model``.
+    """Check the method's requirements, then run it on a private copy of ``task.model``.
 
+    ``method``: a registered name or a :class:`Method` subclass (registered or not, as
+    :func:`unlearnkit.testing.check_method` runs it).
     ``forget_pos`` / ``retain`` are row positions in ``data.x_train``. Never modifies
     ``task.model``. Params: class defaults < preset (dataset, model ``family``, forget-set
     ``kind``; :mod:`unlearnkit.methods.presets`) < ``params``.
     """
-    cls = METHODS.get(method)
+    cls = METHODS.get(method) if isinstance(method, str) else method
+    method = cls.name or cls.__name__
     check_requirements(cls, task, retain)
+    check_objective(cls, task.model, data, forget_pos)
     p = cls.resolve_params(data.spec.get("name"), params, model=family, kind=kind)
     dev = resolve_device(device)
     seed_everything(seed)
@@ -195,6 +219,7 @@ def unlearn_from_run(
     :meth:`Task.from_run` (registered architecture, recipe, the run itself) and the
     retain set leaves out the rows the run never trained on (``run.excluded``)."""
     forget_pos = forget.check(run.data)
+    check_trained_on(forget, run.excluded, f"run {run.path}")
     return run_method(
         Task.from_run(run), run.data, forget_pos, retain_positions(run, forget_pos), method, params,
         seed=seed, device=device, quiet=quiet, family=(run.meta.get("model") or {}).get("name"), kind=forget.kind,
