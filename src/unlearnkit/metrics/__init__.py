@@ -1,4 +1,4 @@
-"""Evaluation metrics: accuracies, ToW, MIA and per-example ε (SPEC §8).
+"""Evaluation metrics: accuracies, ToW, MIA and per-example ε.
 
 Pure functions (arrays in, numbers out) live in ``accuracy``, ``tow``, ``mia``,
 ``epsilon`` and ``stats``; ``evaluate`` applies them to runs.

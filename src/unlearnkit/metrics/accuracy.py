@@ -1,4 +1,4 @@
-"""Per-example outputs of a classifier and accuracy (SPEC §8). Pure functions on arrays.
+"""Per-example outputs of a classifier and accuracy. Pure functions on arrays.
 
 Logits are ``[n, num_classes]`` (NumPy or a CPU torch tensor); labels are ``[n]``
 ints in ``[0, num_classes)``. Everything is computed in float64 from log-sum-exp,

@@ -1,5 +1,5 @@
 """Evaluation over runs: accuracies, MIA, ToW against retrained references, and
-per-example ε when there are several seeds of each (SPEC §8).
+per-example ε when there are several seeds of each.
 
 :func:`evaluate_model` measures one model on one forget set;
 :func:`evaluate_runs` measures several unlearned runs (seeds) against several

@@ -1,4 +1,4 @@
-"""Membership-inference metrics (SPEC §8). Pure functions on per-example values.
+"""Membership-inference metrics. Pure functions on per-example values.
 
 - :func:`mia_efficacy`: SalUn/RUM-style. An RBF SVC learns members (retain) vs
   non-members (test) from the true-label confidence ``p_true``; MIA-efficacy is

@@ -1,5 +1,5 @@
 """Tug-of-War (ToW) and friends: how close an unlearned model's accuracies are to
-the retrained reference's (SPEC §8). Pure functions: numbers in, numbers out."""
+the retrained reference's. Pure functions: numbers in, numbers out."""
 
 from __future__ import annotations
 
