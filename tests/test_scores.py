@@ -220,3 +220,22 @@ def test_tracin_sums_learning_rate_weighted_checkpoints():
     np.testing.assert_allclose(tracin_self_influence([g1, g2], [0.1, 0.01]), [0.12, 0.405])
     with pytest.raises(ValueError):
         tracin_self_influence([g1], [0.1, 0.2])
+
+
+def test_loss_dynamics_proxies_from_recorded_losses(mislabeled):
+    run, bad, table = mislabeled
+    dyn = run.dynamics()
+    losses = dyn.pivot(index="index", columns="epoch", values="loss").loc[table["index"]].to_numpy(np.float64)
+    np.testing.assert_allclose(table["cumulative_loss"], losses.sum(1), rtol=1e-5)
+    np.testing.assert_allclose(table["loss_variance"], losses.var(1), rtol=1e-4, atol=1e-7)
+    info = json.loads((run.path / "scores.json").read_text())
+    assert info["scores"]["cumulative_loss"]["higher_is_harder"] is True
+    assert info["scores"]["loss_variance"]["cost"].startswith("free")
+
+
+def test_loss_dynamics_proxies_correlated_with_memorization(small_run, mem_dir):
+    score_run(small_run, "cumulative_loss,loss_variance,memorization", memorization_dir=mem_dir)
+    info = json.loads((small_run.path / "scores.json").read_text())
+    for name in ("cumulative_loss", "loss_variance"):
+        rho = info["scores"][name]["spearman_memorization"]
+        assert rho is not None and -1 <= rho <= 1

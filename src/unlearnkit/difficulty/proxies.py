@@ -4,6 +4,9 @@
   refused when it was estimated on another dataset, split or model architecture.
 - confidence, binary_accuracy: means over epochs of the training dynamics
   recorded by ``unlearnkit train`` (free).
+- cumulative_loss (cumulative sample loss, Ravikumar et al., ICML 2025) and
+  loss_variance: the sum and the variance over epochs of each example's
+  training loss, from the same dynamics (free).
 - max_confidence, entropy: measured on the final model θ_o. The dynamics table
   records only p_true / correct / loss per epoch, so these two are not averaged
   over epochs (documented approximation).
@@ -19,6 +22,7 @@ import copy
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +30,7 @@ from torch import nn
 from unlearnkit.difficulty import geometry
 from unlearnkit.difficulty.memorization import load_memorization
 from unlearnkit.difficulty.scores import ScoreContext, register_score
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.runs import Run
 from unlearnkit.training import TrainConfig, predict_logits, train
 
@@ -118,6 +123,34 @@ def _confidence(ctx: ScoreContext) -> np.ndarray:
 def _binary_accuracy(ctx: ScoreContext) -> np.ndarray:
     """Fraction of training epochs in which the example was classified correctly; high => easier."""
     return ctx.dynamics_means()["correct"].to_numpy()
+
+
+def dynamics_losses(ctx: ScoreContext) -> pd.DataFrame:
+    """Per-example sum and (population) variance over epochs of the recorded training loss,
+    aligned with ``ctx.index`` (columns ``sum``, ``var``; nats, nats²)."""
+
+    def load() -> pd.DataFrame:
+        dyn = ctx.run.dynamics()
+        stats = dyn.groupby("index")["loss"].agg(sum="sum", var=lambda v: float(np.var(v))).reindex(ctx.index)
+        if stats.isna().any().any():
+            raise UnlearnkitError(
+                f"{ctx.run.path}: dynamics.parquet does not cover every trained example; re-run `unlearnkit train`"
+            )
+        return stats
+
+    return ctx.cached("dynamics_losses", load)
+
+
+@register_score("cumulative_loss", higher_is_harder=True, needs=("dynamics",), cost="free (training dynamics)")
+def _cumulative_loss(ctx: ScoreContext) -> np.ndarray:
+    """Cumulative sample loss: the example's training loss summed over epochs; high => harder (memorized)."""
+    return dynamics_losses(ctx)["sum"].to_numpy(dtype=np.float64)
+
+
+@register_score("loss_variance", higher_is_harder=True, needs=("dynamics",), cost="free (training dynamics)")
+def _loss_variance(ctx: ScoreContext) -> np.ndarray:
+    """Variance over epochs of the example's training loss; high => harder (memorized)."""
+    return dynamics_losses(ctx)["var"].to_numpy(dtype=np.float64)
 
 
 @register_score("max_confidence", higher_is_harder=False, cost="one forward pass")
