@@ -168,11 +168,21 @@ def test_lock_refuses_a_second_bench(tmp_path):
 def test_results_command_prints_tables(bench_dir, cli):
     code, out, err = cli("results", bench_dir, "--group-by", "method")
     assert code == 0, err
-    assert "ToW" in out and "finetune" in out and "original" in out
+    assert "tow" in out and "finetune" in out and "original" in out
     code, out, err = cli("results", bench_dir, "--group-by", "nonsense")
     assert code == 2 and "nonsense" in err
     code, out, err = cli("results", bench_dir / "missing")
     assert code == 2 and "no results" in err
+
+
+def test_report_command_regenerates_the_report(bench_dir, cli):
+    before = (bench_dir / "report.md").read_text()
+    (bench_dir / "report.html").unlink()
+    (bench_dir / "report.md").unlink()
+    code, out, err = cli("report", bench_dir)
+    assert code == 0, err
+    assert (bench_dir / "report.html").exists()
+    assert (bench_dir / "report.md").read_text() == before  # same results, same context: the same report
 
 
 def test_bench_command_reports_config_errors_with_lines(tmp_path, cli):

@@ -1,4 +1,4 @@
-"""``unlearnkit bench``, ``unlearnkit results`` and ``unlearnkit demo``."""
+"""``unlearnkit bench`` and ``unlearnkit demo`` (``results`` and ``report`` read what they write)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from importlib import resources
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from unlearnkit.cli.app import DEVICE, QUIET, app, console, examples
 from unlearnkit.errors import UnlearnkitError
@@ -16,20 +15,12 @@ EXECUTOR = typer.Option(None, "--executor", help="local | ray (default: the conf
 ADDRESS = typer.Option(None, "--address", help="Ray cluster address (with --executor ray); default: a local Ray.")
 
 
-def _print_table(df, title: str) -> None:
-    table = Table(title=title, show_lines=False)
-    for c in df.columns:
-        table.add_column(str(c), justify="left" if df[c].dtype == object else "right")
-    for row in df.itertuples(index=False):
-        table.add_row(*[str(v) for v in row])
-    console.print(table)
-
-
 def _print_tow(df) -> None:
-    from unlearnkit.report.tables import ci_pivot
+    from unlearnkit.cli.results_cmd import metric_cells, render, terminal_width
 
-    pivot = ci_pivot(df, "tow")[1].reset_index()
-    _print_table(pivot, "ToW (mean ± 95% CI over seeds): methods x forget sets")
+    console.print("ToW: methods x forget sets (1 = indistinguishable from retraining)")
+    console.print(render(metric_cells(df, "tow"), "tow", "table", True, terminal_width()), highlight=False,
+                  markup=False)
 
 
 def _bench(config_path: Path, out: Path, executor: str | None, address: str | None, device: str | None, quiet: bool) -> None:
@@ -75,30 +66,6 @@ def bench(
     command again after an interruption redoes only what was unfinished.
     """
     _bench(config, out, executor, address, device, quiet)
-
-
-@app.command(epilog=examples(
-    "unlearnkit results bench-fm", "unlearnkit results demo-out --group-by forget_kind,method",
-))
-def results(
-    directory: Path = typer.Argument(..., help="A bench directory (or its results.parquet)."),
-    group_by: str = typer.Option("forget_kind,method,variant", "--group-by",
-                                 help="Comma-separated columns to group the rows by."),
-) -> None:
-    """Print the ToW table and a per-group summary (mean ± 95% CI over seeds) from results.parquet."""
-    from unlearnkit.experiments import read_results
-    from unlearnkit.report.tables import summary
-
-    df = read_results(directory)
-    cols = [c.strip() for c in group_by.split(",") if c.strip()]
-    bad = [c for c in cols if c not in df.columns]
-    if bad or not cols:
-        raise UnlearnkitError(f"--group-by: unknown columns {bad}; choose from: {', '.join(df.columns)}")
-    if df.empty:
-        console.print("no result rows")
-        return
-    _print_tow(df)
-    _print_table(summary(df, cols), f"summary by {', '.join(cols)}")
 
 
 @app.command(epilog=examples("unlearnkit demo", "unlearnkit demo --out /tmp/demo --quiet"))
