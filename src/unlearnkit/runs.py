@@ -29,7 +29,7 @@ from torch import nn
 from unlearnkit._version import __version__
 from unlearnkit.data import DATASETS, DataBundle, load_dataset
 from unlearnkit.data.base import check_bundle_matches
-from unlearnkit.errors import OutputError, RunError, UnlearnkitError
+from unlearnkit.errors import OutputError, RunError, UnlearnkitError, validation_message
 from unlearnkit.io import atomic_dir, atomic_write, read_json, sha256_file, sha256_indices, write_json, write_parquet
 from unlearnkit.models import Classifier, build_model
 from unlearnkit.training import TrainConfig, accuracy, resolve_device, seed_everything, train
@@ -110,10 +110,8 @@ class RunMeta(_Record):
         try:
             return cls.model_validate(meta)
         except ValidationError as e:
-            err = e.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or "run.json"
-            more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-            raise RunError(f"{where}/{META}: {field}: {err['msg']}{more}; re-create the run") from None
+            problem = validation_message(e, whole="run.json", first_only=True)
+            raise RunError(f"{where}/{META}: {problem}; re-create the run") from None
 
 
 def _json_kind(obj: Any) -> str:

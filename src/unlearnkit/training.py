@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from unlearnkit.errors import UnlearnkitError
+from unlearnkit.errors import UnlearnkitError, validation_message
 from unlearnkit.models.base import find_head, head_inputs
 from unlearnkit.progress import progress_bar
 
@@ -50,15 +50,7 @@ def make_config(**kwargs) -> TrainConfig:
     try:
         return TrainConfig(**{k: v for k, v in kwargs.items() if v is not None})
     except ValidationError as e:
-        raise UnlearnkitError(validation_message(e)) from None
-
-
-def validation_message(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "value"
-        parts.append(f"{loc}: {err['msg']}")
-    return "invalid hyperparameters: " + "; ".join(parts)
+        raise UnlearnkitError(f"invalid hyperparameters: {validation_message(e)}") from None
 
 
 def seed_everything(seed: int) -> None:

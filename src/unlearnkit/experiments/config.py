@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from unlearnkit.errors import UnlearnkitError
+from unlearnkit.errors import UnlearnkitError, validation_problems
 from unlearnkit.training import TrainConfig
 
 Level = Literal["low", "medium", "high", "mix"]
@@ -327,19 +327,6 @@ def format_problems(problems: list[tuple[tuple, str]], lines: dict[tuple, int], 
     return "\n".join(out)
 
 
-def _pydantic_problems(e: ValidationError) -> list[tuple[tuple, str]]:
-    out = []
-    for err in e.errors():
-        loc = _clean_loc(tuple(err["loc"]))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        out.append((loc, msg))
-    return out
-
-
 def _semantic_problems(cfg: BenchConfig) -> list[tuple[tuple, str]]:
     """Problems pydantic cannot see: unknown names in the registries, bad hyperparameters."""
     from unlearnkit.data import DATASETS, get_dataset
@@ -396,7 +383,8 @@ def validate_config(data: Any, lines: dict[tuple, int] | None = None, source: st
     try:
         cfg = BenchConfig.model_validate(data)
     except ValidationError as e:
-        raise UnlearnkitError(format_problems(_pydantic_problems(e), lines, source)) from None
+        problems = [(_clean_loc(loc), msg) for loc, msg in validation_problems(e)]
+        raise UnlearnkitError(format_problems(problems, lines, source)) from None
     problems = _semantic_problems(cfg)
     if problems:
         raise UnlearnkitError(format_problems(problems, lines, source))

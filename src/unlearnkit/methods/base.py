@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
 from unlearnkit.data import DataBundle
-from unlearnkit.errors import UnlearnkitError
+from unlearnkit.errors import UnlearnkitError, validation_message
 from unlearnkit.registry import Registry
 from unlearnkit.task import REQUIREMENTS, Task
 
@@ -110,9 +110,8 @@ class Method:
         try:
             return cls.Params(**values)
         except ValidationError as e:
-            parts = [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
             raise UnlearnkitError(
-                f"method '{cls.name}': invalid hyperparameters: {'; '.join(parts)} (valid keys: {valid})"
+                f"method '{cls.name}': invalid hyperparameters: {validation_message(e)} (valid keys: {valid})"
             ) from None
 
 
