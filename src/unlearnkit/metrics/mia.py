@@ -4,6 +4,8 @@
   non-members (test) from the true-label confidence ``p_true``; MIA-efficacy is
   the fraction of the forget set it calls non-member. Higher = the forget set
   looks less like training data. Compare it with the retrained model's value.
+- :func:`mia_efficacy_repeats`: the same over several subsample seeds, so the
+  spread the subsampling alone causes is known (at small scale it is large).
 - :func:`mia_auc`: a loss-based logistic-regression attack, forget (positive)
   vs test (negative); ROC AUC of its cross-validated scores. 0.5 = the forget
   set is indistinguishable from unseen data.
@@ -25,6 +27,11 @@ DEFAULT_MAX_PER_SIDE = 2000
 SVC_C = 3.0
 SVC_GAMMA = "auto"
 AUC_FOLDS = 5
+# Subsample draws behind each reported MIA-efficacy.
+MIA_REPEATS = 5
+# Warn when the reference's own MIA-efficacy ranges over more than this across
+# seeds: a ToW-MIA difference smaller than the reference's jitter says nothing.
+MIA_SPREAD_WARN = 0.2
 
 
 def _subsample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -64,6 +71,39 @@ def mia_efficacy(
         return 0.5
     clf = SVC(C=SVC_C, gamma=SVC_GAMMA, kernel="rbf").fit(x, y)
     return float((clf.predict(tgt[:, None]) == 0).mean())
+
+
+def mia_efficacy_repeats(
+    member_conf,
+    nonmember_conf,
+    target_conf,
+    *,
+    max_per_side: int = DEFAULT_MAX_PER_SIDE,
+    seed: int = 0,
+    repeats: int = MIA_REPEATS,
+) -> np.ndarray:
+    """:func:`mia_efficacy` with subsample seeds ``seed, seed + 1, ...``: ``[repeats]`` values in [0, 1].
+
+    Their mean is the reported MIA-efficacy, their spread the part of its
+    variation that comes from which members and non-members were drawn.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    return np.array([
+        mia_efficacy(member_conf, nonmember_conf, target_conf, max_per_side=max_per_side, seed=seed + i)
+        for i in range(repeats)
+    ])
+
+
+def mia_spread_warning(values, what: str = "the reference", threshold: float = MIA_SPREAD_WARN) -> str | None:
+    """A one-line warning when MIA-efficacy ``values`` (one per seed) range over more than ``threshold``."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if v.size < 2 or np.ptp(v) <= threshold:
+        return None
+    shown = ", ".join(f"{x:.3f}" for x in v)
+    return (f"{what}'s MIA-efficacy ranges over {np.ptp(v):.3f} across seeds ({shown}), more than {threshold}: "
+            "MIA-efficacy and ToW-MIA differences are noise at this scale")
 
 
 def mia_auc(target_loss, nonmember_loss, *, folds: int = AUC_FOLDS, seed: int = 0) -> float:
