@@ -11,8 +11,6 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-PER_EXAMPLE_COLUMNS = ("p_true", "loss", "correct", "logit_conf")
-
 
 def _check(logits, labels) -> tuple[np.ndarray, np.ndarray]:
     z = np.asarray(logits, dtype=np.float64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -188,7 +188,3 @@ def _cell(v: Any) -> str:
     if isinstance(v, float):
         return "–" if math.isnan(v) else f"{v:.3f}"
     return str(v)
-
-
-def as_mapping(f: Finding) -> Mapping[str, str]:
-    return {"claim": f.claim, "status": f.status, "evidence": f.evidence}
