@@ -93,7 +93,6 @@ def check_new_file(path: str | Path, overwrite: bool) -> None:
 # Temporary names carry their owner (host and pid), so a later writer can tell the
 # leftovers of a killed process from a live writer's files and remove only the former.
 _HOST = socket.gethostname().replace(".", "_").replace("-", "_") or "host"
-_TAG_RE = re.compile(r"^(?P<host>[^.]+)-(?P<pid>\d+)\.")
 _INT_RE = re.compile(r"^[+-]?[0-9]+\Z")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -116,28 +115,38 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(path: Path) -> list[Path]:
-    """Remove temporaries of ``path`` (``.NAME.HOST-PID.*``) left by dead processes on this host.
+# .NAME.HOST-PID.tmp | .NAME.HOST-PID.RANDOM.tmp | .NAME.HOST-PID.old | .NAME.HOST-PID.stale
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<host>[^.]+)-(?P<pid>\d+)\.(?:\w+\.)?(?:tmp|old|stale)$")
+
+
+def sweep_stale_temps(directory: str | Path, name: str | None = None) -> list[Path]:
+    """Remove temporaries in ``directory`` (of ``name`` only, if given) left by dead processes.
 
     A process killed with SIGKILL cannot clean up after itself; the next writer
-    of the same path does it. Returns what was removed.
+    of the same path (or the next bench over the same directory) does it. Only
+    this host's temporaries whose process is gone are touched. Returns what was removed.
     """
-    prefix = f".{path.name}."
-    removed = []
+    removed: list[Path] = []
     try:
-        siblings = list(path.parent.iterdir())
+        entries = list(Path(directory).iterdir())
     except OSError:
         return removed
-    for p in siblings:
-        if not p.name.startswith(prefix):
+    for p in entries:
+        m = _TEMP_RE.match(p.name)
+        if not m or (name is not None and m["name"] != name) or m["host"] != _HOST:
             continue
-        m = _TAG_RE.match(p.name[len(prefix):])
-        if not m or m["host"] != _HOST or int(m["pid"]) == os.getpid() or pid_alive(int(m["pid"])):
+        pid = int(m["pid"])
+        if pid == os.getpid() or pid_alive(pid):
             continue
         with contextlib.suppress(OSError):
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
             removed.append(p)
     return removed
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """:func:`sweep_stale_temps` for the temporaries of one ``path``."""
+    return sweep_stale_temps(path.parent, path.name)
 
 
 def atomic_write(path: Path, write: Callable[[str], Any]) -> None:
@@ -180,6 +189,19 @@ def write_parquet(path: str | Path, df: "pd.DataFrame") -> None:
 def write_bytes(path: str | Path, data: bytes) -> None:
     """Write raw bytes, atomically (e.g. a fetched data file)."""
     atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
+
+
+def read_parquet(path: str | Path) -> "pd.DataFrame":
+    """Read a Parquet table; a missing, unreadable or corrupted file is a one-line :class:`DataError`."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"{path}: not a readable Parquet table ({(str(e).splitlines() or ['?'])[0][:120]})") from None
 
 
 def read_text(path: str | Path, what: str = "file") -> str:

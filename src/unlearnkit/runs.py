@@ -29,8 +29,8 @@ from torch import nn
 from unlearnkit._version import __version__
 from unlearnkit.data import DATASETS, DataBundle, load_dataset
 from unlearnkit.data.base import check_bundle_matches
-from unlearnkit.errors import OutputError, RunError, UnlearnkitError, validation_message
-from unlearnkit.io import atomic_dir, atomic_write, read_json, sha256_file, sha256_indices, write_json, write_parquet
+from unlearnkit.errors import DataError, OutputError, RunError, UnlearnkitError, validation_message
+from unlearnkit.io import DirLock, atomic_dir, atomic_write, read_json, sha256_file, sha256_indices, write_json, write_parquet
 from unlearnkit.models import Classifier, build_model
 from unlearnkit.training import TrainConfig, accuracy, resolve_device, seed_everything, train
 
@@ -165,6 +165,17 @@ class Run:
                 f"{self.path}: no dynamics.parquet; it is recorded by `unlearnkit train`"
             )
         return pd.read_parquet(self.dynamics_path)
+
+
+RUN_LOCK = "run.lock"
+RUN_LOCK_WAIT = 120.0  # seconds: holders only merge files, so a longer wait means a stuck process
+
+
+def run_lock(path: str | Path, wait: float = RUN_LOCK_WAIT) -> DirLock:
+    """The lock of a run directory, held by commands that add to an existing run (``score``
+    merges its columns into ``scores.parquet``) for their read-modify-write; a second
+    command waits up to ``wait`` seconds, then gets a one-line :class:`BusyError`."""
+    return DirLock(path, RUN_LOCK, what="command", wait=wait)
 
 
 def write_run(
@@ -341,6 +352,13 @@ def train_run(
     with atomic_dir(out, overwrite=overwrite) as tmp:
         seed_everything(cfg.seed)
         model = new_model(model_name, data, model_kwargs)
+        classes = np.unique(data.y_train[keep].numpy())
+        if len(classes) < 2 and getattr(model, "objective", "classify") == "classify":
+            # One class trains "perfectly" and leaves nothing to unlearn (random_label, salun need 2+).
+            raise DataError(
+                f"{data.name}: the examples to train on all have class {int(classes[0])}; "
+                "a classifier needs at least 2 classes"
+            )
         result = train(
             model, data.x_train[keep], data.y_train[keep], cfg,
             index=data.index_train[keep].numpy(), device=dev, quiet=quiet, desc=f"train {model_name}",

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, QUIET, app, console, examples
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples
 from unlearnkit.errors import UnlearnkitError
 
 # metrics.mia.DEFAULT_MAX_PER_SIDE, repeated so that --help does not import scikit-learn
@@ -46,14 +46,18 @@ def evaluate(
     data_root: str = DATA_ROOT,
     device: str = DEVICE,
     quiet: bool = QUIET,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Evaluate runs on a forget set; with references, ToW / ToW-MIA / gap; with N of each, ε."""
     from unlearnkit.data import load_forget
-    from unlearnkit.io import write_json, write_parquet
+    from unlearnkit.io import check_new_file, write_json, write_parquet
     from unlearnkit.metrics.evaluate import COMPARISONS, METRICS, evaluate_runs, load_runs, to_jsonable
 
     if per_example is not None and per_example.suffix != ".parquet":
         raise UnlearnkitError(f"--per-example {per_example}: expected a .parquet file")
+    for path in (out, per_example):
+        if path is not None:
+            check_new_file(path, overwrite)
     models = load_runs(model, data_root=data_root, device=device, what="model")
     data = models[0].data
     refs = load_runs(reference or [], data=data, device=device, what="reference")

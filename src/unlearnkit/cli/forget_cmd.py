@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from unlearnkit.cli.app import DATA_ROOT, console, examples, flag, forget_app
+from unlearnkit.cli.app import DATA_ROOT, OVERWRITE, console, examples, flag, forget_app
 from unlearnkit.errors import UnlearnkitError
 
 if TYPE_CHECKING:
@@ -23,11 +23,18 @@ def _run_data(run: Path, data_root: str | None) -> DataBundle:
     return load_data_for(load_meta(run), run, data_root)
 
 
-def _write(out: Path, fs: ForgetSet) -> None:
-    from unlearnkit.data import save_forget
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse a bad or existing --out before any work is done."""
+    from unlearnkit.io import check_new_file
 
     if out.suffix not in (".txt", ".json"):
         raise UnlearnkitError(f"{out}: forget files end in .txt or .json")
+    check_new_file(out, overwrite)
+
+
+def _write(out: Path, fs: ForgetSet) -> None:
+    from unlearnkit.data import save_forget
+
     save_forget(out, fs)
     console.print(f"wrote {len(fs)} forget indices ({fs.kind}) -> {out}")
 
@@ -43,10 +50,12 @@ def forget_random(
     class_balanced: bool = flag("--class-balanced", help="The same number from every class."),
     out: Path = OUT,
     data_root: str = DATA_ROOT,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """A uniformly random forget set of SIZE training examples."""
     from unlearnkit.data.forget import random_forget_set
 
+    _check_out(out, overwrite)
     _write(out, random_forget_set(_run_data(run, data_root), size, seed, class_balanced=class_balanced))
 
 
@@ -58,8 +67,10 @@ def forget_class(
     cls: int = typer.Option(..., "--class", "-c", help="Class label to forget entirely."),
     out: Path = OUT,
     data_root: str = DATA_ROOT,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Every training example of one class."""
     from unlearnkit.data.forget import class_forget_set
 
+    _check_out(out, overwrite)
     _write(out, class_forget_set(_run_data(run, data_root), cls))

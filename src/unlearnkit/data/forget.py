@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from unlearnkit.data.base import DataBundle
-from unlearnkit.errors import UnlearnkitError
+from unlearnkit.errors import DataError, UnlearnkitError
 from unlearnkit.io import read_index_file, sha256_indices, write_index_file
 
 
@@ -49,6 +49,21 @@ class ForgetSet:
         if len(self) == 0:
             raise UnlearnkitError(f"{self.source or 'forget set'}: the forget set is empty")
         return self.positions(data)
+
+
+def check_trained_on(forget: ForgetSet, excluded: np.ndarray, where: str = "the model") -> None:
+    """Refuse forget indices the model never trained on (``excluded``: its run's excluded indices).
+
+    Unlearning what was never learned is a mistake that would pass silently: the
+    forget accuracy would already look like a retrained model's, and an exact
+    method's result would be mislabelled as having removed those rows.
+    """
+    never = np.intersect1d(forget.indices, np.asarray(excluded, dtype=np.int64))
+    if len(never):
+        raise DataError(
+            f"{forget.source or 'forget set'}: {len(never)} index(es) were never trained on by {where} "
+            f"(excluded from its training, e.g. {never[:5].tolist()}); drop them from the forget set"
+        )
 
 
 def load_forget(path: str | Path, data: DataBundle | None = None) -> ForgetSet:

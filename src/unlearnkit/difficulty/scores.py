@@ -25,9 +25,9 @@ import torch
 from scipy.stats import spearmanr
 
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.io import read_json, write_json, write_parquet
+from unlearnkit.io import read_json, read_parquet, write_json, write_parquet
 from unlearnkit.registry import Registry
-from unlearnkit.runs import Run
+from unlearnkit.runs import Run, run_lock
 from unlearnkit.progress import progress_bar
 from unlearnkit.training import predict_embeddings, predict_logits, resolve_device
 
@@ -243,7 +243,7 @@ def load_scores(run_dir: str | Path) -> pd.DataFrame:
     path = Path(run_dir) / SCORES_FILE
     if not path.exists():
         raise UnlearnkitError(f"{run_dir}: no {SCORES_FILE}; compute it with `unlearnkit score --run {run_dir}`")
-    return pd.read_parquet(path)
+    return read_parquet(path)
 
 
 def score_run(
@@ -266,36 +266,41 @@ def score_run(
     """
     new = compute_scores(run, names, memorization_dir, quiet, device=device, seed=seed)
     path = Path(out) if out is not None else run.path / SCORES_FILE
-    meta_path = path.with_name(SCORES_META)
-    merged = new
-    info: dict[str, Any] = {"scores": {}}
-    if path.exists():
-        old = pd.read_parquet(path)
-        keep = [c for c in score_columns(old) if c not in new.columns]
-        if keep and set(old["index"]) == set(new["index"]):
-            merged = new.merge(old[["index", *keep]], on="index", how="left")
-        if meta_path.exists():
-            info = read_json(meta_path)
-    merged = merged[["index", "label", *sorted(score_columns(merged))]]
-    entries = info.setdefault("scores", {})
-    for name, secs in new.attrs["seconds"].items():
-        spec = SCORES.get(name)
-        entries[name] = {"higher_is_harder": spec.higher_is_harder, "cost": spec.cost,
-                         "description": spec.description, "seconds": secs}
-    for name in list(entries):
-        if name not in merged.columns:
-            del entries[name]
-    if "memorization" in merged.columns:
-        for name in entries:
-            if name != "memorization":
-                entries[name]["spearman_memorization"] = spearman(merged[name], merged["memorization"])
-    info.update(
-        run={"path": str(run.path), "weights_sha256": run.meta.get("weights_sha256")},
-        n_examples=len(merged),
-        skipped=new.attrs["skipped"],
-        memorization_dir=str(memorization_dir) if memorization_dir else info.get("memorization_dir"),
-    )
-    write_parquet(path, merged)
-    write_json(meta_path, info)
+    # The run directory's lock makes the read-merge-write one step: two `score` commands on
+    # one run both compute, then merge in turn, and neither's columns are lost.
+    with run_lock(path.parent):
+        meta_path = path.with_name(SCORES_META)
+        merged = new
+        info: dict[str, Any] = {"scores": {}}
+        if path.exists():
+            old = read_parquet(path)
+            keep = [c for c in score_columns(old) if c not in new.columns]
+            if keep and set(old["index"]) == set(new["index"]):
+                merged = new.merge(old[["index", *keep]], on="index", how="left")
+            if meta_path.exists():
+                info = read_json(meta_path)
+                if not isinstance(info, dict) or not isinstance(info.get("scores"), dict):
+                    info = {"scores": {}}  # not a file we wrote: rebuilt from the table
+        merged = merged[["index", "label", *sorted(score_columns(merged))]]
+        entries = info.setdefault("scores", {})
+        for name, secs in new.attrs["seconds"].items():
+            spec = SCORES.get(name)
+            entries[name] = {"higher_is_harder": spec.higher_is_harder, "cost": spec.cost,
+                             "description": spec.description, "seconds": secs}
+        for name in list(entries):
+            if name not in merged.columns:
+                del entries[name]
+        if "memorization" in merged.columns:
+            for name in entries:
+                if name != "memorization":
+                    entries[name]["spearman_memorization"] = spearman(merged[name], merged["memorization"])
+        info.update(
+            run={"path": str(run.path), "weights_sha256": run.meta.get("weights_sha256")},
+            n_examples=len(merged),
+            skipped=new.attrs["skipped"],
+            memorization_dir=str(memorization_dir) if memorization_dir else info.get("memorization_dir"),
+        )
+        write_parquet(path, merged)
+        write_json(meta_path, info)
     merged.attrs.update(new.attrs)
     return merged

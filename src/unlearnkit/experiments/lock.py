@@ -13,13 +13,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from unlearnkit.io import DirLock
+from unlearnkit.io import DirLock, sweep_stale_temps
 
 LOCK = "bench.lock"
 
 
 class BenchLock(DirLock):
-    """Context manager holding ``DIR/bench.lock`` for the duration of a bench (refuses at once when held)."""
+    """Context manager holding ``DIR/bench.lock`` for the duration of a bench (refuses at once when held).
+
+    On taking the lock it removes what killed runs left behind: temporary unit
+    directories (``units/KIND/.KEY.HOST-PID.*.tmp``) of processes that are gone.
+    """
 
     def __init__(self, directory: str | Path, notify: Callable[[str], None] | None = None) -> None:
         super().__init__(directory, LOCK, what="bench", notify=notify)
+
+    def acquire(self) -> None:
+        super().acquire()
+        root = self.path.parent
+        removed = sweep_stale_temps(root)
+        for kind in (root / "units").glob("*/"):
+            removed += sweep_stale_temps(kind)
+        if removed:
+            self.notify(f"{root}: removed {len(removed)} temporary file(s) left by killed runs")

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from unlearnkit.data import ForgetSet
-from unlearnkit.errors import UnlearnkitError
+from unlearnkit.errors import ConfigError, UnlearnkitError
 from unlearnkit.io import read_json, write_json
 from unlearnkit.methods.api import retain_positions, unlearn_from_run as run_unlearn, unlearn_run
 from unlearnkit.methods.base import METHODS
@@ -81,10 +81,17 @@ def _labels(run: Run, indices: np.ndarray) -> np.ndarray:
 
 def _pool(run: Run, like: ForgetSet | None, avoid: np.ndarray | None) -> np.ndarray:
     """Training indices the run trained on, minus ``like`` and ``avoid``."""
-    pool = np.setdiff1d(run.data.index_train.numpy(), run.excluded)
+    trained = np.setdiff1d(run.data.index_train.numpy(), run.excluded)
+    pool = trained
     for drop in (like.indices if like is not None else None, avoid):
         if drop is not None:
             pool = np.setdiff1d(pool, np.asarray(drop, dtype=np.int64))
+    if len(pool) < 2:  # one to forget and one to retain, at the least
+        removed = "--avoid" + (" and --like" if like is not None else "")
+        raise ConfigError(
+            f"{removed} leave {len(pool)} of the {len(trained)} examples the run trained on; a validation "
+            "forget set needs at least 2 left (one to forget, one to retain): avoid fewer indices"
+        )
     return pool
 
 

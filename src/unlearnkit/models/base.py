@@ -9,12 +9,13 @@ input with a forward hook (what :class:`unlearnkit.task.Task` does by default).
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from unlearnkit.errors import UnlearnkitError
+from unlearnkit.errors import ConfigError, UnlearnkitError
 from unlearnkit.registry import Registry
 
 
@@ -77,6 +78,8 @@ def head_inputs(model: nn.Module, head: nn.Linear, x: torch.Tensor) -> torch.Ten
 
 
 ModelBuilder = Callable[..., Classifier]
+# Keyword arguments that are layer sizes or counts: positive integers (checked before building).
+SIZE_ARGS = frozenset({"width", "depth", "heads", "shards", "context", "vocab_size"})
 MODELS: Registry[ModelBuilder] = Registry("model", entry_points="unlearnkit.models")
 
 
@@ -86,10 +89,21 @@ def build_model(
     """Build a registered model for inputs of ``input_shape`` (without the batch dim)."""
     builder = MODELS.get(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    for key in SIZE_ARGS & set(kwargs):
+        v = kwargs[key]
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ConfigError(f"model '{name}': {key} must be a positive integer, got {v!r}")
     try:
-        return builder(tuple(input_shape), int(num_classes), **kwargs)
+        model = builder(tuple(input_shape), int(num_classes), **kwargs)
     except TypeError as e:
-        raise UnlearnkitError(f"model '{name}': bad arguments {sorted(kwargs)} ({e})") from None
+        raise ConfigError(f"model '{name}': bad arguments {sorted(kwargs)} ({e})") from None
+    except (ValueError, RuntimeError) as e:  # torch refusing a size (e.g. heads not dividing width)
+        raise ConfigError(f"model '{name}' with {kwargs}: {str(e).splitlines()[0]}") from None
+    # A zero-sized layer trains without error and predicts at chance: refuse it here.
+    empty = next((n for n, w in model.named_parameters() if w.numel() == 0), None)
+    if empty is not None:
+        raise ConfigError(f"model '{name}' with {kwargs}: layer {empty} has no weights; give positive sizes")
+    return model
 
 
 def require_image(name: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
