@@ -303,9 +303,12 @@ def dataset_rows(dataset: Any, what: str) -> tuple[LazyRows, torch.Tensor]:
         raise UnlearnkitError(f"{what}: {type(dataset).__name__} has no len(); pass a map-style Dataset") from None
     if n == 0:
         return LazyRows(dataset, np.zeros(0, np.int64), (), torch.float32), torch.zeros(0, dtype=torch.int64)
-    x0, _ = dataset_item(dataset, 0)
-    labels = [dataset_item(dataset, i)[1] for i in range(n)]
-    return LazyRows(dataset, np.arange(n), tuple(x0.shape), x0.dtype), torch.as_tensor(labels, dtype=torch.int64)
+    labels = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        x, labels[i] = dataset_item(dataset, i)
+        if i == 0:
+            shape, dtype = tuple(x.shape), x.dtype
+    return LazyRows(dataset, np.arange(n), shape, dtype), torch.as_tensor(labels)
 
 
 def datasets_bundle(
