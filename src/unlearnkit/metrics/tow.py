@@ -35,3 +35,10 @@ def avg_gap(unlearned: Mapping[str, float], retrained: Mapping[str, float]) -> f
     """Mean absolute accuracy gap over forget, retain and test (lower is better)."""
     gaps = _gaps(unlearned, retrained, SPLITS)
     return sum(gaps) / len(gaps)
+
+
+def tow_inputs(record: Mapping[str, float]) -> dict[str, float]:
+    """What :func:`tug_of_war` and :func:`tow_mia` read (``forget``, ``retain``, ``test``, ``mia``),
+    taken from a flat evaluation record (``forget_acc``, ``retain_acc``, ``test_acc``, ``mia_efficacy``)."""
+    return {"forget": record["forget_acc"], "retain": record["retain_acc"], "test": record["test_acc"],
+            "mia": record["mia_efficacy"]}
