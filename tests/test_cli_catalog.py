@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from unlearnkit.difficulty import SCORES
 from unlearnkit.methods import METHODS
 from unlearnkit.methods.presets import lookup
@@ -34,7 +36,7 @@ def test_method_shows_ranges_defaults_and_the_preset_that_applies(cli) -> None:
     assert rows["mask_ratio"][:5] == ["float", "(0, 1]", "0.5", "0.5", "default"]
     assert rows["momentum"][1] == "[0, 1)"
 
-    preset, applied, _ = lookup("fashion-mnist", "salun", "mlp", "memorization-high")
+    preset, applied, _ = lookup("fashion-mnist", "salun", "mlp", "memorization-high", methods=METHODS)
     code, out, _ = cli("methods", "salun", "-d", "fashion-mnist", "-m", "mlp", "--forget-kind", "memorization-high")
     assert code == 0 and applied and preset
     rows = _rows(out)
@@ -67,5 +69,24 @@ def test_models_scores_datasets(cli) -> None:
     assert rows["confidence"][0] == "low" and rows["loss"][0] == "high"
 
     code, out, _ = cli("datasets")
-    rows = _rows(out)
-    assert code == 0 and rows["digits"][0] == "yes"
+    lines = out.splitlines()
+    assert code == 0 and "digits  available" in lines
+    assert any(line.strip() == "/usr/share/datasets/cifar10" for line in lines)  # a place a line, whole
+
+
+def test_data_list_prints_every_place_whole_at_80_columns(cli, monkeypatch, tmp_path):
+    from rich.console import Console
+
+    from unlearnkit.cli import data_cmd
+
+    monkeypatch.chdir(tmp_path)
+    root = Path("a-rather-long-directory-name-with-dashes-and-more-words/sub-dir")  # 4 + 71 columns with /mnist
+    narrow = Console(width=80, force_terminal=False)
+    monkeypatch.setattr(data_cmd, "console", narrow)
+    with narrow.capture() as cap:
+        code, _, err = cli("data", "list", "mnist", "--data-root", root)
+    assert code == 0, err
+    lines = cap.get().splitlines()
+    assert max(map(len, lines)) <= 80
+    for place in (root / "mnist", root):
+        assert f"    {place}" in lines

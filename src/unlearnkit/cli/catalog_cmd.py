@@ -58,7 +58,7 @@ def param_sources(
     from unlearnkit.methods.presets import lookup
 
     cls = METHODS.get(method)
-    preset, applied, _ = lookup(dataset, method, model, kind)
+    preset, applied, _ = lookup(dataset, method, model, kind, methods=METHODS)
     out: dict[str, tuple[Any, str]] = {}
     for name, field in cls.Params.model_fields.items():
         if overrides and name in overrides:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Column, Table
+from rich.markup import escape
+from rich.text import Text
 
 from unlearnkit.cli.app import DATA_ROOT, console, data_app, examples
 
@@ -18,16 +19,19 @@ def list_datasets(
     """Show each dataset, whether it is available here and where it was found or looked for."""
     from unlearnkit.data import DATASETS, get_dataset
 
-    # Paths are folded, never cut: where it looked is the useful part.
-    table = Table(
-        Column("dataset", no_wrap=True), "available", Column("where", overflow="fold", ratio=3),
-        Column("description", ratio=2),
-    )
+    # A block per dataset, one place a line: a narrow terminal then breaks between paths and
+    # words, never inside a path (unless one path alone is wider than the terminal).
     for name in names or DATASETS.names():
         ds = get_dataset(name)
         ok, where = ds.availability(data_root)
-        table.add_row(ds.full_name, "[green]yes[/]" if ok else "[red]no[/]", where, ds.description)
-    console.print(table)
+        places = where.removeprefix("looked in: ").split(", ") if where.startswith("looked in: ") else [where]
+        status = "[green]available[/]" if ok else "[red]not available[/]"
+        console.print(f"[bold]{escape(ds.full_name)}[/]  {status}")
+        console.print(f"    [dim]{escape(ds.description)}[/]")
+        if not ok:
+            console.print("    looked in:")
+        for place in places:
+            console.print(Text("    " + place, overflow="fold"), highlight=False)
 
 
 @data_app.command("fetch", epilog=examples("unlearnkit data fetch rotten-tomatoes"))
