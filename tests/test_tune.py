@@ -213,3 +213,51 @@ def test_tune_cli_bad_input(cli, digits_run, tmp, args, message):
     code, _, err = cli("tune", "--run", digits_run.path, "--method", "finetune", *args, "--out", tmp / "t.json")
     assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp / "t.json").exists()
+
+
+TUNED_BENCH = {
+    "name": "tiny-tuned",
+    "dataset": {"name": "digits"},
+    "model": {"name": "mlp", "width": 16},
+    "training": {"epochs": 4, "lr": 0.1},
+    "seeds": [0, 1],
+    "forget_sets": [{"kind": "random", "size": 30}, {"kind": "score", "score": "confidence", "level": "high", "size": 30}],
+    "scores": ["confidence"],
+    "methods": {"finetune": {"batch_size": 64}},
+    "metrics": {"mia_max_per_side": 100},
+    "tuning": {"per": "forget_kind", "grids": {"finetune": {"lr": [0.01, 0.1], "epochs": [1, 2]}}, "max_cost": 0.3},
+}
+
+
+def test_bench_tunes_once_per_forget_kind_and_records_params(tmp):
+    from unlearnkit.experiments import read_results, run_bench, validate_config
+
+    cfg = validate_config(TUNED_BENCH)
+    out = run_bench(cfg, tmp / "b", report=False)
+    assert not out.failures
+    tunes = sorted((tmp / "b" / "units" / "tune").glob("*/unit.json"))
+    assert len(tunes) == 2  # one method x two forget kinds, not per seed
+    chosen = {}
+    evaluated = set()
+    for f in (tmp / "b" / "units" / "forget").glob("*/forget.json"):
+        evaluated |= set(read_json(f)["indices"])
+    for f in tunes:
+        rec = read_json(f)
+        res = read_json(f.parent / "tune.json")
+        assert not set(res["validation_forget"]["indices"]) & evaluated  # never tuned on an evaluated set
+        assert res["cost"] <= 0.3 and rec["summary"]["chosen"] == res["chosen"]
+        chosen[res["validation_forget"]["like"]] = res["chosen"]
+    assert set(chosen) == {"random", "confidence-high"}
+    df = read_results(tmp / "b")
+    ft = df[df["method"] == "finetune"]
+    for _, r in ft.iterrows():
+        params = json.loads(r["params"])
+        kind = "random" if r["forget_kind"] == "random" else "confidence-high"
+        assert {k: params[k] for k in chosen[kind]} == chosen[kind] and params["batch_size"] == 64
+    assert (df.loc[df["method"] == "original", "params"] == "{}").all()
+    assert run_bench(cfg, tmp / "b", report=False).units_run == 0  # tuning is cached work
+    with pytest.raises(UnlearnkitError, match="tuning.methods.0: 'retrain' is exact"):
+        validate_config({**TUNED_BENCH, "methods": {"finetune": {}, "retrain": {}},
+                         "tuning": {"methods": ["retrain"]}})
+    with pytest.raises(UnlearnkitError, match="tuning.max_cost"):
+        validate_config({**TUNED_BENCH, "tuning": {"max_cost": 0}})

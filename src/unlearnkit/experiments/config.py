@@ -162,6 +162,33 @@ class RumConfig(_Strict):
     forget_sets: list[str] | None = Field(None, description="forget_kind labels to run RUM on; default all")
 
 
+class TuningConfig(_Strict):
+    """Tune each method inside the bench (see ``docs/methods.md``), once per forget kind
+    (``per: forget_kind``: on a validation set matched to that kind) or once for all
+    (``per: none``: on a random validation set), on the first seed's original, disjoint
+    from every evaluated forget set of every seed. Tuned values replace the searched keys
+    of ``methods:``; the other keys still come from there."""
+
+    per: Literal["forget_kind", "none"] = "forget_kind"
+    grid: Literal["small", "wide"] = "wide"
+    grids: dict[str, dict[str, list[Any]]] = Field(default_factory=dict, description="{method: {param: [values]}} replacing `grid` for that method")
+    max_cost: float | None = Field(0.2, gt=0, description="most examples a setting may process, as a fraction of retraining's")
+    methods: list[str] | None = Field(None, description="methods to tune; default every approximate method listed")
+    rum_grid: Literal["small", "wide", "none"] = Field("small", description="the grid the 'rum' variant searches per candidate and group")
+    val_seed: int = 1000
+
+    def tuned_methods(self, methods: list[str]) -> list[str]:
+        """The methods of ``methods`` this block tunes (exact methods have nothing to tune)."""
+        from unlearnkit.methods import METHODS
+
+        listed = self.methods if self.methods is not None else methods
+        return [m for m in listed if m in METHODS and not METHODS.get(m).exact
+                and (METHODS.get(m).tune_grid or m in self.grids)]
+
+    def grid_of(self, method: str) -> str | dict[str, list[Any]]:
+        return self.grids.get(method, self.grid)
+
+
 class SisaConfig(_Strict):
     shards: int = Field(5, ge=1)
     slices: int = Field(3, ge=1)
@@ -205,6 +232,7 @@ class BenchConfig(_Strict):
     scores: list[str] = Field(default_factory=lambda: list(DEFAULT_SCORES))
     methods: dict[str, dict[str, Any]] = Field(default_factory=dict)
     rum: RumConfig | None = None
+    tuning: TuningConfig | None = None
     sisa: SisaConfig = Field(default_factory=SisaConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     instances: InstancesConfig | None = None
@@ -362,6 +390,20 @@ def _semantic_problems(cfg: BenchConfig) -> list[tuple[tuple, str]]:
         for i, lab in enumerate(cfg.rum.forget_sets or []):
             if lab not in labels:
                 out.append((("rum", "forget_sets", i), f"no forget set '{lab}'; this config has: {', '.join(sorted(labels))}"))
+    if cfg.tuning is not None:
+        for i, m in enumerate(cfg.tuning.methods or []):
+            if m not in cfg.methods:
+                out.append((("tuning", "methods", i), f"'{m}' is not among the config's methods: {', '.join(cfg.methods)}"))
+            elif m in METHODS and METHODS.get(m).exact:
+                out.append((("tuning", "methods", i), f"'{m}' is exact; it has nothing to tune"))
+        for m, g in cfg.tuning.grids.items():
+            if m not in METHODS:
+                out.append((("tuning", "grids", m), f"unknown method '{m}'; choose from: {', '.join(METHODS.names())}"))
+                continue
+            fields = METHODS.get(m).Params.model_fields
+            for k in g:
+                if k not in fields:
+                    out.append((("tuning", "grids", m, k), f"unknown key for {m} (valid keys: {', '.join(fields)})"))
     if cfg.instances is not None:
         labels = {s.label for s in cfg.forget_specs()}
         if cfg.instances.forget_set not in labels:

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from unlearnkit.data import DataBundle, ForgetSet, load_dataset, load_forget, save_forget
 from unlearnkit.experiments.config import ForgetSpec
-from unlearnkit.experiments.units import handler
+from unlearnkit.experiments.units import DONE, handler
 from unlearnkit.io import read_json, write_parquet
 from unlearnkit.runs import Run, load_run
 from unlearnkit.training import TrainConfig
@@ -29,6 +29,7 @@ RUN = "run"  # a unit's run directory lives at UNIT_DIR/run
 FORGET = "forget.json"
 MEM = "mem"
 INSTANCES = "instances"
+TUNE = "tune.json"  # a tune unit's result: the chosen values and the whole search table
 
 
 @lru_cache(maxsize=4)
@@ -149,17 +150,40 @@ def _do_forget(inputs, deps, out, opts):
     return {"size": len(fs), "es": float(fs.meta["es"]), "label": fs.meta["label"]}
 
 
+def tuned_params(params: Mapping[str, Any], deps: Mapping[str, Path]) -> dict[str, Any]:
+    """``params`` with the searched keys replaced by the values the ``tuning`` dependency chose."""
+    if "tuning" not in deps:
+        return dict(params)
+    return {**params, **read_json(deps["tuning"] / DONE)["summary"]["chosen"]}
+
+
+@handler("tune")
+def _do_tune(inputs, deps, out, opts):
+    import numpy as np
+
+    from unlearnkit.meta.tune import tune, write_tune
+
+    run = _run(deps["run"], opts)
+    like = _forget(deps["like"], run.data) if "like" in deps else None
+    avoid = np.unique(np.concatenate([_forget(d, run.data).indices for k, d in deps.items() if k.startswith("avoid")]))
+    res = tune(run, inputs["method"], grid=inputs["grid"], like=like, max_cost=inputs["max_cost"], avoid=avoid,
+               val_seed=inputs["val_seed"], seed=inputs["seed"], device=opts.get("device", "auto"), reference_dir=out)
+    write_tune(out / TUNE, res)
+    return {"chosen": res.chosen, "tow": res.tow, "cost": res.cost, "collapsed_to": res.collapsed_to,
+            "points": len(res.table), "val_size": len(res.val_forget), "match": res.val_forget.meta.get("match", "random")}
+
+
 @handler("unlearn")
 def _do_unlearn(inputs, deps, out, opts):
     from unlearnkit.methods import unlearn_run
 
     run = _run(deps["run"], opts)
     res = unlearn_run(
-        run, _forget(deps["forget"], run.data), inputs["method"], out / RUN, inputs["params"],
+        run, _forget(deps["forget"], run.data), inputs["method"], out / RUN, tuned_params(inputs["params"], deps),
         seed=inputs["seed"], device=opts.get("device", "auto"),
     )
     info = res.extra["unlearn"]
-    return {"seconds": info["seconds"], "examples_processed": info["examples_processed"]}
+    return {"seconds": info["seconds"], "examples_processed": info["examples_processed"], "params": info["params"]}
 
 
 @handler("rum")
@@ -168,13 +192,15 @@ def _do_rum(inputs, deps, out, opts):
 
     run = _run(deps["run"], opts)
     kw = dict(inputs["rum"])
+    if "tuning" in deps:
+        kw["params"] = tuned_params(kw.get("params") or {}, deps)
     res = rum_run(run, _forget(deps["forget"], run.data), out / RUN, seed=inputs["seed"],
                   device=opts.get("device", "auto"), **kw)
     info = res.extra["rum"]
     search = info.get("search", {}).get("seconds", 0.0)
     # The cost of the 'rum' variant includes its per-group method search.
     return {"seconds": info["seconds"] + search, "examples_processed": info["examples_processed"],
-            "methods": info["methods"]}
+            "methods": info["methods"], "params": info["params"]}
 
 
 @handler("evaluate")

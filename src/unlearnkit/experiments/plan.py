@@ -15,12 +15,13 @@ the ToW a method must beat to have done anything.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from unlearnkit.experiments.config import BenchConfig
+from unlearnkit.experiments.config import BenchConfig, ForgetSpec
 from unlearnkit.experiments.units import WorkUnit, closure
 
 ORIGINAL = "original"
+ANY_KIND = "*"  # the key of a tune unit shared by every forget kind (tuning per: none)
 
 
 @dataclass
@@ -62,13 +63,24 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
                                     "epochs": m.epochs, "until_fit": m.until_fit,
                                     "fit_threshold": m.fit_threshold, "seed": m.seed},
                    label=f"K={m.k}", driver=True)
+    def train_of(seed: int) -> WorkUnit:
+        return unit("train", {**base, "training": {**recipe, "seed": seed}}, label=f"seed {seed}")
+
+    def scores_of(seed: int) -> WorkUnit:
+        return unit("scores", {"names": cfg.score_names, "seed": seed},
+                    {"run": train_of(seed), **({"memorization": mem} if mem else {})}, label=f"seed {seed}")
+
+    def forget_of(seed: int, spec: ForgetSpec) -> WorkUnit:
+        needs_scores = spec.kind in ("memorization", "score")
+        return unit("forget", {"spec": spec.model_dump(by_alias=True), "seed": seed},
+                    {"run": scores_of(seed) if needs_scores else train_of(seed)}, label=f"{spec.label} seed {seed}")
+
+    tuned = tune_units(cfg, unit, scores_of, forget_of)
     rows: list[Row] = []
     scores_units = []
     instances = None
     for seed in cfg.seeds:
-        train = unit("train", {**base, "training": {**recipe, "seed": seed}}, label=f"seed {seed}")
-        scores = unit("scores", {"names": cfg.score_names, "seed": seed},
-                      {"run": train, **({"memorization": mem} if mem else {})}, label=f"seed {seed}")
+        train, scores = train_of(seed), scores_of(seed)
         scores_units.append(scores)
         sisa = None
         if "sisa" in cfg.methods:
@@ -77,9 +89,7 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
                                        "shards": s.shards, "slices": s.slices, "aggregate": s.aggregate},
                         label=f"seed {seed}")
         for spec in cfg.forget_specs():
-            needs_scores = spec.kind in ("memorization", "score")
-            fu = unit("forget", {"spec": spec.model_dump(by_alias=True), "seed": seed},
-                      {"run": scores if needs_scores else train}, label=f"{spec.label} seed {seed}")
+            fu = forget_of(seed, spec)
             ins = cfg.instances
             if ins is not None and spec.label == ins.forget_set and seed == cfg.seeds[0]:
                 params = {m: cfg.methods[m] for m in ins.methods if m in cfg.methods}
@@ -105,8 +115,10 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
                     vanilla.setdefault(m, {})
             for method, params in vanilla.items():
                 parent = sisa if method == "sisa" else train
+                tu = tuned.get((method, spec.label)) or tuned.get((method, ANY_KIND))
                 um = unit("unlearn", {"method": method, "params": params, "seed": seed},
-                          {"run": parent, "forget": fu}, label=f"{method} {spec.label} seed {seed}")
+                          {"run": parent, "forget": fu, **({"tuning": tu} if tu else {})},
+                          label=f"{method} {spec.label} seed {seed}")
                 row(method, "vanilla", um, um)
             if cfg.rum is None or (cfg.rum.forget_sets is not None and spec.label not in cfg.rum.forget_sets):
                 continue
@@ -117,13 +129,42 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
                     continue
                 if variant == "rum":
                     cands = {m: cfg.methods.get(m, {}) for m in r.candidates}
-                    jobs = [("rum", {**common, "variant": "rum", "candidates": cands})]
+                    search = {}
+                    if cfg.tuning is not None and cfg.tuning.rum_grid != "none":
+                        search = {"grid": {m: cfg.tuning.grid_of(m) if m in cfg.tuning.grids else cfg.tuning.rum_grid
+                                           for m in r.candidates}, "max_cost": cfg.tuning.max_cost}
+                    jobs = [("rum", {**common, "variant": "rum", "candidates": cands, **search}, None)]
                 else:
-                    jobs = [(m, {**common, "variant": variant, "methods": m, "params": cfg.methods.get(m, {})})
-                            for m in r.methods]
-                for method, kw in jobs:
-                    ru = unit("rum", {"rum": kw, "seed": seed}, {"run": scores, "forget": fu},
+                    jobs = [(m, {**common, "variant": variant, "methods": m, "params": cfg.methods.get(m, {})},
+                             tuned.get((m, spec.label)) or tuned.get((m, ANY_KIND))) for m in r.methods]
+                for method, kw, tu in jobs:
+                    ru = unit("rum", {"rum": kw, "seed": seed},
+                              {"run": scores, "forget": fu, **({"tuning": tu} if tu else {})},
                               label=f"{variant} {method} {spec.label} seed {seed}")
                     row(method, variant, ru, ru)
     roots = [r.evaluation for r in rows] + [r.reference_eval for r in rows] + scores_units + ([instances] if instances else [])
     return Plan(rows, closure(roots), mem, scores_units, instances)
+
+
+def tune_units(cfg: BenchConfig, unit: Callable[..., WorkUnit], scores_of: Callable[[int], WorkUnit],
+               forget_of: Callable[[int, ForgetSpec], WorkUnit]) -> dict[tuple[str, str], WorkUnit]:
+    """The ``tune`` units of ``cfg.tuning``: ``{(method, forget_kind): unit}`` (forget_kind
+    :data:`ANY_KIND` for ``per: none``). Each tunes on the first seed's original, on a
+    validation set matched to that kind's forget set (random for ``per: none``), disjoint
+    from the forget sets of every kind and seed, which it depends on."""
+    t = cfg.tuning
+    if t is None:
+        return {}
+    methods = t.tuned_methods(list(cfg.methods))
+    first = cfg.seeds[0]
+    avoid = {f"avoid{i}": forget_of(seed, spec) for i, (seed, spec) in
+             enumerate((s, sp) for s in cfg.seeds for sp in cfg.forget_specs())}
+    kinds = [(spec.label, spec) for spec in cfg.forget_specs()] if t.per == "forget_kind" else [(ANY_KIND, None)]
+    out = {}
+    for label, spec in kinds:
+        like = {"like": forget_of(first, spec)} if spec is not None else {}
+        for m in methods:
+            inputs = {"method": m, "grid": t.grid_of(m), "max_cost": t.max_cost, "val_seed": t.val_seed, "seed": first}
+            out[(m, label)] = unit("tune", inputs, {"run": scores_of(first), **like, **avoid},
+                                   label=f"{m} {label}")
+    return out

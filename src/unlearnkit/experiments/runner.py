@@ -8,6 +8,7 @@ so an interrupted bench resumes where it stopped and gives the same table.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -46,8 +47,9 @@ def collect_results(plan: Plan, root: Path, cfg: BenchConfig) -> pd.DataFrame:
         ref = r.reference.record(root)["summary"]
         model = r.model.record(root)["summary"] if r.model else {"seconds": 0.0, "examples_processed": 0}
         setup = {"dataset": cfg.dataset.name, "model": cfg.model.name, "forget_size": fs["size"], "es": fs["es"], **r.setup}
-        rows.append(result_row(setup, r.evaluation.record(root)["summary"], r.reference_eval.record(root)["summary"],
-                               model["seconds"], ref["seconds"], model.get("examples_processed")))
+        row = result_row(setup, r.evaluation.record(root)["summary"], r.reference_eval.record(root)["summary"],
+                         model["seconds"], ref["seconds"], model.get("examples_processed"))
+        rows.append({**row, "params": json.dumps(model.get("params", {}), sort_keys=True)})
     return results_frame(rows)
 
 

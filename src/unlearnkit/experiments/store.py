@@ -7,6 +7,8 @@ Columns (accuracies and MIA-efficacy in [0, 1], times in seconds):
   examples_processed
 - against the retrained reference: tow, tow_mia, cost_ratio (seconds / ref_seconds)
 - the reference itself: ref_forget_acc, ref_retain_acc, ref_test_acc, ref_mia_efficacy, ref_seconds
+- params: the hyperparameters the row's method ran with (JSON; per group for RUM variants,
+  after tuning when the config has a ``tuning:`` block; ``{}`` for the original)
 
 The file is written atomically (temporary file, then rename), so a full disk
 or a kill never leaves a corrupted table.
@@ -27,7 +29,7 @@ RESULTS = "results.parquet"
 KEY_COLUMNS = ["dataset", "model", "forget_kind", "forget_size", "es", "method", "variant", "seed"]
 METRIC_COLUMNS = ["forget_acc", "retain_acc", "test_acc", "mia_efficacy", "tow", "tow_mia", "seconds", "examples_processed", "cost_ratio"]
 REF_COLUMNS = ["ref_forget_acc", "ref_retain_acc", "ref_test_acc", "ref_mia_efficacy", "ref_seconds"]
-COLUMNS = KEY_COLUMNS + METRIC_COLUMNS + REF_COLUMNS
+COLUMNS = KEY_COLUMNS + METRIC_COLUMNS + REF_COLUMNS + ["params"]
 # Wall-time columns differ between two runs of the same benchmark; everything else is reproducible.
 TIME_COLUMNS = ["seconds", "cost_ratio", "ref_seconds"]
 

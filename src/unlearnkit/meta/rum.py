@@ -35,7 +35,7 @@ from unlearnkit.difficulty.scores import score_direction
 from unlearnkit.difficulty.geometry import centroid_distance, run_embeddings
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import atomic_dir, write_json
-from unlearnkit.meta.tune import validation_forget_set
+from unlearnkit.meta.tune import best_row, grid_for, search, validation_forget_set
 from unlearnkit.methods import METHODS, retain_positions, unlearn_from_run
 from unlearnkit.metrics import tug_of_war
 from unlearnkit.models import Classifier
@@ -323,6 +323,8 @@ def search_methods(
     candidates: Sequence[str] | Mapping[str, Mapping[str, Any]] | None = None,
     higher_is_harder: bool | None = None,
     retain: str = "strict",
+    grid: str | Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+    max_cost: float | None = None,
     seed: int = 0,
     device: str = "auto",
     quiet: bool = True,
@@ -334,7 +336,10 @@ def search_methods(
     chosen so far, score ToW against a model retrained on D \\ V (forget = V's groups
     processed so far, retain = D \\ V, test), keep the best (ties: first candidate).
     ``candidates``: method names (each with its preset defaults) or ``{method: params}``;
-    default those of :data:`DEFAULT_CANDIDATES` that are registered.
+    default those of :data:`DEFAULT_CANDIDATES` that are registered. ``grid``: also search
+    each candidate's hyperparameters per group with the tuner (:func:`unlearnkit.meta.tune.search`:
+    ``"small"``, ``"wide"`` or ``{method: {param: [values]}}``), each point at most
+    ``max_cost`` of retraining's examples; None tries each candidate once.
     Returns (method per group, params per group, the search table, V).
     """
     if candidates is None:
@@ -354,28 +359,44 @@ def search_methods(
     v_pos = data.positions(val.indices)
     ref = retrain_reference(run, val.indices, seed=seed, device=device, quiet=quiet)
     retain_pos = retain_positions(run, v_pos)
+    epochs = int((run.meta.get("train") or {}).get("epochs", 10))
+    budget = None if max_cost is None else max_cost * epochs * len(retain_pos)  # retraining's examples
     chosen: dict[str, str] = {}
+    chosen_params: dict[str, dict[str, Any]] = {}
     rows = []
     current = copy.deepcopy(run.model).cpu().eval()
     for i, name in enumerate(order):
         done = data.positions(np.concatenate([vgroups[g] for g in order[: i + 1]]))
         parts = {"forget": done, "retain": retain_pos}
         target = _accs(ref, run, parts)
-        best: tuple[float, str, Classifier] | None = None
+        best: tuple[float, str, dict[str, Any]] | None = None
         for c, p in cand.items():
-            model, rec = _one_step(run, current, vgroups, order, i, c, p,
-                                   retain=retain, seed=seed, device=device, quiet=quiet)
-            accs = _accs(model, run, parts)
-            tow = tug_of_war(accs, target)
-            rows.append({"group": name, "method": c, "tow": tow, "seconds": rec["seconds"],
-                         **{f"{k}_acc": v for k, v in accs.items()},
-                         **{f"ref_{k}_acc": v for k, v in target.items()}})
-            if best is None or tow > best[0]:
-                best = (tow, c, model)
-        chosen[name], current = best[1], best[2]
+
+            def evaluate(point: dict[str, Any], c: str = c, p: dict[str, Any] = p) -> dict[str, Any]:
+                model, rec = _one_step(run, current, vgroups, order, i, c, {**p, **point},
+                                       retain=retain, seed=seed, device=device, quiet=quiet)
+                accs = _accs(model, run, parts)
+                return {"tow": tug_of_war(accs, target), "seconds": rec["seconds"],
+                        "examples_processed": rec["examples_processed"], **{f"{k}_acc": v for k, v in accs.items()}}
+
+            searched = c != "none" and grid is not None
+            g = grid_for(c, grid.get(c, "small") if isinstance(grid, Mapping) else grid, epochs) if searched else {}
+            found = search(g, evaluate, budget=budget) if searched else pd.DataFrame([{**evaluate({}), "eligible": True}])
+            top = best_row(found)
+            for r in found.to_dict(orient="records"):
+                point = {k: r[k] for k in g}
+                rows.append({"group": name, "method": c, "params": {**p, **point}, **{k: v for k, v in r.items() if k not in g},
+                             **{f"ref_{k}_acc": v for k, v in target.items()}})
+            if top is not None and (best is None or top["tow"] > best[0]):
+                best = (float(top["tow"]), c, {**p, **{k: top[k].item() if hasattr(top[k], "item") else top[k] for k in g}})
+        if best is None:
+            raise UnlearnkitError(f"variant 'rum': no candidate setting qualified for group '{name}'")
+        chosen[name], chosen_params[name] = best[1], best[2]
+        current = _one_step(run, current, vgroups, order, i, best[1], best[2],
+                            retain=retain, seed=seed, device=device, quiet=quiet)[0]
     table = pd.DataFrame(rows)
-    table["chosen"] = [chosen[g] == m for g, m in zip(table["group"], table["method"])]
-    return chosen, {g: cand[m] for g, m in chosen.items()}, table, val
+    table["chosen"] = [chosen[g] == m and q == chosen_params[g] for g, m, q in zip(table["group"], table["method"], table["params"])]
+    return chosen, chosen_params, table, val
 
 
 # ---------------------------------------------------------------------------------------
@@ -425,6 +446,8 @@ def rum(
     retain: str = "strict",
     variant: str = "rum_f",
     candidates: Sequence[str] | Mapping[str, Mapping[str, Any]] | None = None,
+    grid: str | Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+    max_cost: float | None = None,
     higher_is_harder: bool | None = None,
     scores: pd.DataFrame | None = None,
     seed: int = 0,
@@ -443,7 +466,9 @@ def rum(
     groups count as retain). ``variant``: ``"vanilla"`` (one step, all of S; group
     ``all``), ``"shuffle"`` (K seeded random groups ``r0..``), ``"rum_f"`` (refined
     groups, the given methods) or ``"rum"`` (methods chosen per group by
-    :func:`search_methods` among ``candidates``; ``methods``/``params`` are not used).
+    :func:`search_methods` among ``candidates``, their hyperparameters too when ``grid`` is
+    given, each setting at most ``max_cost`` of retraining's examples; ``methods``/``params``
+    are not used).
     """
     if variant not in VARIANTS:
         raise UnlearnkitError(f"unknown variant '{variant}'; choose from: {', '.join(VARIANTS)}")
@@ -469,7 +494,7 @@ def rum(
         start = time.perf_counter()
         per_method, per_params, search, validation = search_methods(
             run, forget, table, refine_by, groups=groups, order=order, candidates=candidates,
-            higher_is_harder=hih, retain=retain, seed=seed, device=device, quiet=quiet,
+            higher_is_harder=hih, retain=retain, grid=grid, max_cost=max_cost, seed=seed, device=device, quiet=quiet,
         )
         search_seconds = time.perf_counter() - start
     else:
