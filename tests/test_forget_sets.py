@@ -52,7 +52,7 @@ def test_levels_follow_hardness(run, score, higher_is_harder):
 def test_mix_is_thirds(run):
     mix = forget_by_score(run, "loss", "mix", 31)
     assert len(mix) == 31
-    low, high = forget_by_score(run, "loss", "low", 10), forget_by_score(run, "loss", "high", 11)
+    low, high = forget_by_score(run, "loss", "low", 11), forget_by_score(run, "loss", "high", 10)
     assert set(low.indices) <= set(mix.indices) and set(high.indices) <= set(mix.indices)
     middle = np.setdiff1d(mix.indices, np.union1d(low.indices, high.indices))
     assert len(middle) == 10
@@ -80,33 +80,61 @@ def test_memorization_table_centre_is_half():
     assert set(high.indices) == set(range(180, 200))
 
 
-def test_entanglement_bins(run):
+def test_entanglement_rum_bins(run):
     assert [entanglement_bin(lv, 15) for lv in ("low", "medium", "high")] == [3, 12, 14]
     assert [entanglement_bin(lv, 5) for lv in ("low", "medium", "high")] == [1, 3, 4]
     emb = predict_embeddings(run.model, run.data.x_train).numpy()
-    dist = pd.Series(centroid_distance(emb), index=run.data.index_train.numpy())
-    sets = {lv: forget_by_entanglement(run, 15, lv, 30, seed=0) for lv in ("low", "medium", "high")}
-    d = {lv: dist.loc[fs.indices] for lv, fs in sets.items()}
-    assert d["low"].max() < d["medium"].min() and d["medium"].max() <= d["high"].min()
-    # Bin 14 of 15: exactly the top 15th of distances.
-    n = len(dist)
-    top = np.sort(dist.to_numpy())[-(n // 15):]
-    assert d["high"].min() >= top.min() - 1e-9
-    for lv, fs in sets.items():
-        assert fs.meta["kind"] == f"entanglement-{lv}" and fs.meta["bins"] == 15
+    dist = centroid_distance(emb)
+    order = np.argsort(dist, kind="stable")
+    width = len(dist) // 15
+    sets = {lv: forget_by_entanglement(run, 15, lv, 30, construction="rum-bins") for lv in ("low", "medium", "high")}
+    for lv, b in [("low", 3), ("medium", 12), ("high", 14)]:
+        # RUM's cluster.py: the first n (closest to the centroid) of bin b of N // 15 rows.
+        expect = np.sort(run.data.index_train.numpy()[order[b * width:b * width + 30]])
+        assert np.array_equal(sets[lv].indices, expect)
+        fs = sets[lv]
+        assert fs.meta["kind"] == f"entanglement-{lv}" and fs.meta["bins"] == 15 and fs.meta["bin"] == b
+        assert fs.meta["construction"] == "rum-bins"
         assert fs.meta["es"] == pytest.approx(run_entanglement(run, fs), rel=1e-9)
-        assert fs.meta["score_stats"]["mean"] == pytest.approx(d[lv].mean(), rel=1e-6)
-    again = forget_by_entanglement(run, 15, "high", 30, seed=0)
-    other = forget_by_entanglement(run, 15, "high", 30, seed=1)
+    mix = forget_by_entanglement(run, 15, "mix", 31, construction="rum-bins")
+    assert len(mix) == 31 and mix.meta["parts"]["low"]["bin"] == 3
+    low_part = forget_by_entanglement(run, 15, "low", 11, construction="rum-bins")  # 31 = 11 + 10 + 10
+    assert set(low_part.indices) <= set(mix.indices)
+
+
+def test_entanglement_levels_ordered_by_measured_es(run):
+    es = {}
+    for seed in (0, 1):
+        sets = {lv: forget_by_entanglement(run, level=lv, size=60, seed=seed) for lv in ("low", "medium", "high", "mix")}
+        es = {lv: fs.meta["es"] for lv, fs in sets.items()}
+        assert es["low"] < es["medium"] < es["high"], es
+        for lv, fs in sets.items():
+            assert len(fs) == 60 and fs.meta["construction"] == "es-quantiles"
+            assert fs.meta["es"] == pytest.approx(run_entanglement(run, fs), rel=1e-6)
+        assert sets["low"].meta["es_compact"] <= es["low"] and es["high"] <= sets["high"].meta["es_random"] * 1.5
+        parts = sets["mix"].meta["parts"]
+        assert [parts[lv]["neighbours"] >= 0 for lv in ("low", "medium", "high")] == [True] * 3
+    again = forget_by_entanglement(run, level="high", size=60, seed=1)
     assert np.array_equal(again.indices, sets["high"].indices)
-    assert not np.array_equal(other.indices, sets["high"].indices)
+
+
+def test_mix_gives_the_remainder_to_low():
+    from unlearnkit.difficulty.forget_sets import mix_sizes, select_by_level
+
+    assert mix_sizes(100) == (34, 33, 33)  # RUM's main_forget.py: 34 low, 33 medium, 33 high
+    assert mix_sizes(101) == (35, 33, 33) and mix_sizes(99) == (33, 33, 33)
+    values = np.arange(300, dtype=float)
+    rows = select_by_level(values, True, "mix", 100, center=150.0)
+    assert (values[rows] < 100).sum() == 34 and (values[rows] >= 200).sum() == 33
 
 
 def test_errors(run):
     with pytest.raises(UnlearnkitError, match="larger than the training set"):
         forget_by_score(run, "loss", "high", 10_000)
     with pytest.raises(UnlearnkitError, match="holds .* fewer than --size"):
-        forget_by_entanglement(run, 15, "high", 500)
+        forget_by_entanglement(run, 15, "high", 500, construction="rum-bins")
+    with pytest.raises(UnlearnkitError, match="unknown construction"):
+        forget_by_entanglement(run, 15, "high", 5, construction="kmeans")
     with pytest.raises(UnlearnkitError, match="unknown level"):
         forget_by_score(run, "loss", "extreme", 10)
     with pytest.raises(UnlearnkitError, match=r"--scores grad_norm"):
@@ -114,7 +142,7 @@ def test_errors(run):
     with pytest.raises(UnlearnkitError, match="unknown score 'nope'.*registered scores"):
         forget_by_score(run, "nope", "high", 10)
     with pytest.raises(UnlearnkitError, match="at least 3"):
-        forget_by_entanglement(run, 2, "low", 10)
+        forget_by_entanglement(run, 2, "low", 10, construction="rum-bins")
 
 
 def test_cli(run, cli, tmp):
