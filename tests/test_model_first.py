@@ -210,7 +210,8 @@ def test_model_first_evaluate_scores_and_rum(seq_task, tensors):
     ref = uk.unlearn(seq_task.model, tensors, FORGET, "retrain", task=seq_task).model
     out = uk.unlearn(seq_task.model, tensors, FORGET, "finetune", {"epochs": 1}).model
     res = uk.evaluate(out, tensors, FORGET, reference=ref)
-    assert 0 <= res["tow"] <= 1 and res["sizes"]["forget"] == 10 and res["sizes"]["retain"] == 50
+    assert 0 <= res.comparisons["tow"].mean <= 1 and res.sizes["forget"] == 10 and res.sizes["retain"] == 50
+    assert res.metrics["forget_acc"].mean == uk.evaluate(out, tensors, FORGET).metrics["forget_acc"].mean
     table = uk.scores(seq_task.model, tensors, ["margin", "centroid_distance"])
     assert list(table["index"]) == list(range(60)) and table["margin"].notna().all()
     skipped = uk.scores(seq_task.model, tensors).attrs["skipped"]

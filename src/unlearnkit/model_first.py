@@ -28,7 +28,7 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.meta.rum import RumOutcome
 from unlearnkit.meta.rum import rum as rum_on_run
 from unlearnkit.methods.api import ForgetLike, as_forget, check_output_width, unlearn
-from unlearnkit.metrics.evaluate import evaluate_runs
+from unlearnkit.metrics.evaluate import EvalReport, evaluate_runs
 from unlearnkit.metrics.mia import DEFAULT_MAX_PER_SIDE
 from unlearnkit.progress import progress_bar
 from unlearnkit.task import Task, as_task, memory_run
@@ -47,14 +47,15 @@ def evaluate(
     reference: nn.Module | Sequence[nn.Module] | None = None,
     mia_max_per_side: int = DEFAULT_MAX_PER_SIDE,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> EvalReport:
     """Evaluate ``model`` on ``data`` with ``forget`` as the forget set.
 
     ``reference``: one or more models retrained without the forget rows (e.g.
-    ``unlearn(original, data, forget, "retrain", task=...).model``); with it the result
-    has ``tow``, ``tow_mia``, ``avg_gap`` and the references' own metrics. Returns what
-    :func:`unlearnkit.metrics.evaluate.evaluate_runs` returns: accuracies in [0, 1],
-    MIA-efficacy, MIA AUC, sizes, and ``per_example`` (a DataFrame over the forget rows).
+    ``unlearn(original, data, forget, "retrain", task=...).model``); with it the report's
+    ``comparisons`` hold ToW, ToW-MIA and the mean gap against the references' mean
+    accuracies. Returns :func:`unlearnkit.metrics.evaluate.evaluate_runs`'s
+    :class:`EvalReport`: ``metrics`` (accuracies in [0, 1], MIA-efficacy, MIA AUC; each a
+    Summary with ``.mean``), ``sizes``, ``per_example`` (a DataFrame over the forget rows).
     """
     bundle = as_bundle(data)
     fs = as_forget(forget)
@@ -64,7 +65,8 @@ def evaluate(
         check_output_width(m, bundle, _model_device(m))
     runs = [memory_run(Task(model), bundle)]
     ref_runs = [memory_run(Task(r), bundle, excluded=fs.indices) for r in refs]
-    return evaluate_runs(runs, ref_runs, fs, mia_max_per_side=mia_max_per_side, seed=seed)
+    # In-memory models record no seed to pair by: compare with the references' mean.
+    return evaluate_runs(runs, ref_runs, fs, pairing="mean", mia_max_per_side=mia_max_per_side, seed=seed)
 
 
 def scores(
