@@ -37,7 +37,7 @@ from unlearnkit.metrics.epsilon import (
 )
 from unlearnkit.metrics.mia import AUC_FOLDS, DEFAULT_MAX_PER_SIDE, mia_auc, mia_efficacy
 from unlearnkit.metrics.stats import mean_ci
-from unlearnkit.metrics.tow import avg_gap, tow_mia, tug_of_war
+from unlearnkit.metrics.tow import avg_gap, tow_inputs, tow_mia, tug_of_war
 from unlearnkit.runs import Run, load_meta, load_run
 from unlearnkit.progress import progress_bar
 from unlearnkit.training import predict_logits
@@ -200,10 +200,6 @@ def _summary(values: Sequence[float]) -> float | dict[str, Any]:
     return {"mean": mean, "ci95": [lo, hi], "values": [float(v) for v in values]}
 
 
-def _splits(m: dict[str, float]) -> dict[str, float]:
-    return {"forget": m["forget_acc"], "retain": m["retain_acc"], "test": m["test_acc"], "mia": m["mia_efficacy"]}
-
-
 def _mean(results: Sequence[EvalResult], key: str) -> float:
     return float(np.mean([r.metrics[key] for r in results]))
 
@@ -281,10 +277,10 @@ def evaluate_runs(
         {"role": role, "path": str(run.path), **res.metrics} for (role, run), res in zip(all_runs, results)
     ]
     if references:
-        ref_mean = _splits({m: _mean(ref_res, m) for m in METRICS})
+        ref_mean = tow_inputs({m: _mean(ref_res, m) for m in METRICS})
         fns = {"tow": tug_of_war, "tow_mia": tow_mia, "avg_gap": avg_gap}
         for name, fn in fns.items():
-            vals = [fn(_splits(r.metrics), ref_mean) for r in model_res]
+            vals = [fn(tow_inputs(r.metrics), ref_mean) for r in model_res]
             out[name] = _summary(vals)
             for row, v in zip(per_run, vals):
                 row[name] = v
