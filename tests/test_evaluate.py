@@ -10,7 +10,9 @@ import pytest
 from unlearnkit import TrainConfig, UnlearnkitError, load_dataset, train_run
 from unlearnkit.data import ForgetSet, save_forget
 from unlearnkit.metrics import check_reference, evaluate_model, evaluate_runs
-from unlearnkit.metrics.evaluate import to_jsonable
+from unlearnkit.metrics import tug_of_war
+from unlearnkit.metrics.evaluate import run_seed, to_jsonable
+from unlearnkit.methods import unlearn_run
 from unlearnkit.training import accuracy
 
 CFG = dict(epochs=4, lr=0.1)
@@ -80,8 +82,7 @@ def test_evaluate_model_refuses_other_split_data(setup, other_split_run):
 
 def test_forget_everything_leaves_no_retain_set(setup, digits):
     _, _, models, _ = setup
-    res = evaluate_runs(models[:1], [], ForgetSet(digits.index_train.numpy()))
-    res.pop("per_example")
+    res = evaluate_runs(models[:1], [], ForgetSet(digits.index_train.numpy())).to_dict()
     assert math.isnan(res["retain_acc"]) and math.isnan(res["mia_efficacy"])
     assert 0 <= res["forget_acc"] <= 1
     # Strict JSON has no NaN: it is written as null.
@@ -91,7 +92,7 @@ def test_forget_everything_leaves_no_retain_set(setup, digits):
 
 def test_reference_against_itself_gives_tow_one(setup):
     _, forget, _, refs = setup
-    res = evaluate_runs([refs[0]], [refs[0]], forget)
+    res = evaluate_runs([refs[0]], [refs[0]], forget).to_dict()
     assert res["tow"] == 1.0 and res["tow_mia"] == 1.0 and res["avg_gap"] == 0.0
     assert res["reference"]["forget_acc"] == res["forget_acc"]
     assert "epsilon" not in res
@@ -99,7 +100,7 @@ def test_reference_against_itself_gives_tow_one(setup):
 
 def test_model_that_saw_the_forget_set_vs_reference(setup):
     _, forget, models, refs = setup
-    res = evaluate_runs(models[:1], refs[:1], forget)
+    res = evaluate_runs(models[:1], refs[:1], forget).to_dict()
     # The model trained on S and the reference did not: they differ, ToW < 1.
     assert 0 < res["tow"] < 1
     assert res["tow"] == pytest.approx(
@@ -124,7 +125,7 @@ def test_check_reference_refuses(setup, other_split_run, digits, tmp):
 
 def test_several_seeds_give_ci_and_epsilon(setup):
     _, forget, models, refs = setup
-    res = evaluate_runs(models, refs, forget)
+    res = evaluate_runs(models, refs, forget).to_dict(per_example=True)
     for key in ("forget_acc", "tow", "avg_gap"):
         agg = res[key]
         assert len(agg["values"]) == 2
@@ -140,6 +141,11 @@ def test_several_seeds_give_ci_and_epsilon(setup):
     one = pe.groupby("index")["epsilon"].nunique()
     assert (one == 1).all() and sorted(one.index) == forget.indices.tolist()
     assert pe.groupby("index")["score"].first().mean() == pytest.approx(eps["forget_quality"])
+    # N = 2: the challenge's truncation ceil(log(N - 1)) = 0 leaves no points, and says so.
+    assert eps["max_epsilon"] == 0 and eps["forget_quality"] == 0
+    assert any("every example scores 0" in w for w in res["warnings"])
+    kl = res["klom"]
+    assert set(kl["p95"]) == {"forget", "retain", "val"} and all(v >= 0 for v in kl["p95"].values())
 
 
 def test_cli_writes_json_and_parquet(setup, cli):
@@ -151,10 +157,11 @@ def test_cli_writes_json_and_parquet(setup, cli):
         "--forget", root / "forget.json", "--mia-max", 300, "--per-example", pq, "--out", out, "-q",
     )
     assert code == 0, stderr
-    assert "tow" in stdout and "forget_quality" in stdout and "300" in stdout
+    assert "tow" in stdout and "forget_quality" in stdout and "300" in stdout and "KLoM p95 forget" in stdout
+    assert "used 2 model(s) of train, 2 reference(s), pairing seed" in stdout
     res = json.loads(out.read_text())
     for key in ("forget_acc", "retain_acc", "test_acc", "val_acc", "mia_efficacy", "mia_auc", "tow", "tow_mia", "avg_gap"):
-        assert set(res[key]) == {"mean", "ci95", "values"}
+        assert set(res[key]) == {"mean", "ci95", "values", "n"}
     assert res["mia"]["max_per_side"] == 300
     assert set(res["reference"]) >= {"forget_acc", "mia_efficacy"}
     assert res["epsilon"]["forget_quality"] is not None
@@ -163,7 +170,7 @@ def test_cli_writes_json_and_parquet(setup, cli):
 
     # One model, one reference: plain numbers.
     code, _, stderr = cli("evaluate", "--model", models[0].path, "--reference", refs[0].path,
-                          "--forget", root / "forget.json", "--out", out, "-q")
+                          "--forget", root / "forget.json", "--out", out, "-q", "--overwrite")
     assert code == 0, stderr
     res = json.loads(out.read_text())
     assert isinstance(res["tow"], float) and isinstance(res["reference"]["test_acc"], float)
@@ -189,3 +196,72 @@ def test_cli_bad_input(setup, other_split_run, cli, digits, tmp):
     fails(good, "--per-example", tmp / "pe.csv", match=".parquet")
     fails(good, "--reference", other_split_run.path, match="split_seed 1")
     fails(good, "--model", other_split_run.path, match="split_seed 1")
+
+
+def _accs(row):
+    return {"forget": row["forget_acc"], "retain": row["retain_acc"], "test": row["test_acc"]}
+
+
+def test_seed_pairing_by_default_and_mean_pairing(setup):
+    _, forget, models, refs = setup
+    assert [run_seed(r) for r in models + refs] == [0, 1, 0, 1]
+    # Passing the references in the other order changes nothing: pairs are by seed.
+    seed = evaluate_runs(models, refs[::-1], forget)
+    assert seed.pairing == "seed" and [p[1] for p in seed.pairs] == [str(refs[0].path), str(refs[1].path)]
+    runs = {r["path"]: r for r in seed.per_run}
+    expected = [tug_of_war(_accs(runs[str(m.path)]), _accs(runs[str(r.path)])) for m, r in zip(models, refs)]
+    np.testing.assert_allclose(seed.comparisons["tow"].values, expected)
+    mean = evaluate_runs(models, refs, forget, pairing="mean")
+    ref_mean = {k: np.mean([runs[str(r.path)][k] for r in refs]) for k in ("forget_acc", "retain_acc", "test_acc")}
+    expected_mean = [tug_of_war(_accs(runs[str(m.path)]), _accs(ref_mean)) for m in models]
+    np.testing.assert_allclose(mean.comparisons["tow"].values, expected_mean)
+    assert mean.to_dict()["comparison"].startswith("each model against the mean")
+    # CIs of bounded quantities stay in [0, 1].
+    assert 0 <= seed.comparisons["tow"].lo and seed.comparisons["tow"].hi <= 1
+
+
+def test_seed_pairing_names_the_missing_seed(setup):
+    _, forget, models, refs = setup
+    with pytest.raises(UnlearnkitError, match=r"no reference for seed 1 .*seeds \[0\]"):
+        evaluate_runs(models, refs[:1], forget)
+    with pytest.raises(UnlearnkitError, match="two references have seed 0"):
+        evaluate_runs(models[:1], [refs[0], refs[0]], forget)
+    # pairing 'mean' accepts it, and rejects unknown pairings.
+    assert evaluate_runs(models, refs[:1], forget, pairing="mean").comparisons["tow"].n == 2
+    with pytest.raises(UnlearnkitError, match="pairing must be"):
+        evaluate_runs(models, refs, forget, pairing="best")
+
+
+def test_mia_repeats_and_spread(setup):
+    _, forget, models, _ = setup
+    res = evaluate_model(models[0], None, forget, mia_repeats=3)
+    assert len(res.mia_values) == 3
+    assert res.metrics["mia_efficacy"] == pytest.approx(np.mean(res.mia_values))
+    assert res.metrics["mia_efficacy_sd"] == pytest.approx(np.std(res.mia_values, ddof=1))
+
+
+def test_refuses_to_pool_methods_or_forget_sets(setup, tmp):
+    _, forget, models, refs = setup
+    a = unlearn_run(models[0], forget, "finetune", tmp / "ft", {"epochs": 1})
+    b = unlearn_run(models[1], forget, "neggrad", tmp / "ng", {"epochs": 1})
+    c = unlearn_run(models[1], forget, "finetune", tmp / "ft2", {"epochs": 2})
+    with pytest.raises(UnlearnkitError, match="different methods .*finetune.*neggrad"):
+        evaluate_runs([a, b], refs, forget)
+    with pytest.raises(UnlearnkitError, match="different methods"):
+        evaluate_runs([a, c], refs, forget)  # other parameters: another method
+    other = ForgetSet(forget.indices[:30], {"kind": "random"})
+    d = unlearn_run(models[1], other, "finetune", tmp / "ft3", {"epochs": 1})
+    with pytest.raises(UnlearnkitError, match="another forget set"):
+        evaluate_runs([d], refs[1:], forget)
+    rep = evaluate_runs([a], refs[:1], forget)
+    assert rep.method.startswith("finetune") and rep.n_models == 1 and rep.n_references == 1
+
+
+def test_cli_refuses_pooling_in_one_line(setup, cli, tmp):
+    root, forget, models, refs = setup
+    a = unlearn_run(models[0], forget, "finetune", tmp / "ft", {"epochs": 1})
+    b = unlearn_run(models[1], forget, "neggrad", tmp / "ng", {"epochs": 1})
+    code, _, err = cli("evaluate", "--model", a.path, "--model", b.path, "--reference", refs[0].path,
+                       "--reference", refs[1].path, "-f", root / "forget.json", "-o", tmp / "m.json", "-q")
+    assert code == 2 and "different methods" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

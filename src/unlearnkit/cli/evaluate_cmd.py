@@ -1,4 +1,4 @@
-"""``unlearnkit evaluate``: accuracies, MIA, ToW against references, ε over seeds."""
+"""``unlearnkit evaluate``: accuracies, MIA, ToW against references, ε and KLoM over seeds."""
 
 from __future__ import annotations
 
@@ -43,6 +43,15 @@ def evaluate(
     ),
     per_example: Path = typer.Option(None, "--per-example", help="Parquet file of per-example outputs on the forget set."),
     seed: int = typer.Option(0, "--seed", help="Seed of the MIA subsampling and folds."),
+    pairing: str = typer.Option(
+        "seed", "--pairing",
+        help="seed: model of seed s vs reference of seed s (mean and CI over pairs); mean: every model vs the "
+        "mean of the references.",
+    ),
+    epsilon_grid: str = typer.Option(
+        "exact", "--epsilon-grid", help="Per-example ε thresholds: exact (every attack) or scorer (the "
+        "challenge scorer's 0.01 grid).",
+    ),
     data_root: str = DATA_ROOT,
     device: str = DEVICE,
     quiet: bool = QUIET,
@@ -62,8 +71,9 @@ def evaluate(
     data = models[0].data
     refs = load_runs(reference or [], data=data, device=device, what="reference")
     fs = load_forget(forget, data)
-    res = evaluate_runs(models, refs, fs, mia_max_per_side=mia_max, seed=seed, quiet=quiet)
-    table_df = res.pop("per_example")
+    report = evaluate_runs(models, refs, fs, pairing=pairing, epsilon_grid=epsilon_grid,  # type: ignore[arg-type]
+                           mia_max_per_side=mia_max, seed=seed, quiet=quiet)
+    res, table_df = report.to_dict(), report.per_example
 
     table = Table(title=f"{data.spec['name']}: forget set {forget.name} ({len(fs)} examples)")
     table.add_column("metric")
@@ -79,12 +89,21 @@ def evaluate(
     if eps:
         for k in ("mean", "median", "forget_quality", "final_score"):
             table.add_row(f"epsilon {k}" if k in ("mean", "median") else k, _fmt(eps[k]), "")
+    kl = res.get("klom")
+    if kl:
+        for split, v in kl["p95"].items():
+            table.add_row(f"KLoM p95 {split}", _fmt(v), "")
     console.print(table)
+    sides = f"{len(models)} model(s) of {report.method}" + (f", {len(refs)} reference(s), pairing {pairing}" if refs else "")
+    console.print(f"used {sides}", style="dim")
     if not eps and refs:
-        console.print("per-example ε needs at least 2 models and 2 references (seeds)", style="dim")
+        console.print("per-example ε and KLoM need at least 2 models and 2 references (seeds)", style="dim")
     console.print(
-        f"MIA-efficacy fitted on at most {mia_max} retain and {mia_max} test examples (seed {seed})", style="dim"
+        f"MIA-efficacy: mean over {report.mia['repeats']} SVC fits on at most {mia_max} retain and {mia_max} "
+        f"test examples (seeds {seed}..{seed + report.mia['repeats'] - 1})", style="dim"
     )
+    for w in report.warnings:
+        console.print(f"warning: {w}", style="yellow")
 
     write_json(out, to_jsonable(res))
     if per_example is not None:

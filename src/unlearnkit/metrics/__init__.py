@@ -1,7 +1,8 @@
 """Evaluation metrics: accuracies, ToW, MIA and per-example ε.
 
 Pure functions (arrays in, numbers out) live in ``accuracy``, ``tow``, ``mia``,
-``epsilon`` and ``stats``; ``evaluate`` applies them to runs.
+``epsilon``, ``klom`` and ``stats`` (CIs and verdicts); ``evaluate`` applies
+them to runs.
 """
 
 from unlearnkit.metrics.accuracy import accuracy, logit_confidence, per_example_outputs
@@ -13,17 +14,20 @@ from unlearnkit.metrics.epsilon import (
     per_example_epsilon,
 )
 from unlearnkit.metrics.evaluate import (
+    EvalReport,
     EvalResult,
     check_reference,
     evaluate_model,
     evaluate_runs,
     load_runs,
 )
+from unlearnkit.metrics.klom import klom, klom_percentile
 from unlearnkit.metrics.mia import mia_auc, mia_efficacy
 from unlearnkit.metrics.stats import Verdict, correlation_verdict, mean_ci, paired_verdict
 from unlearnkit.metrics.tow import avg_gap, tow_mia, tug_of_war
 
 __all__ = [
+    "EvalReport",
     "EvalResult",
     "Verdict",
     "accuracy",
@@ -36,6 +40,8 @@ __all__ = [
     "evaluate_runs",
     "final_score",
     "forget_quality",
+    "klom",
+    "klom_percentile",
     "load_runs",
     "logit_confidence",
     "mean_ci",
