@@ -105,3 +105,17 @@ def test_bad_inputs_are_one_line(data):
         load_dataset("markov", states="many")
     with pytest.raises(UnlearnkitError, match="vocabulary mismatch"):
         load_dataset("markov", state={**data.state, "vocab": ["a"]}, **SMALL)
+
+
+def test_evaluate_sequence_model_against_itself(data):
+    from unlearnkit.metrics.sequence import evaluate_sequence_model, split_log_likelihoods
+
+    seed_everything(0)
+    model = new_model("transformer", data, {"width": 16})
+    forget = data.positions(canary_indices(data))
+    retain = data.complement(forget)[:50]
+    ref = split_log_likelihoods(model, data, forget, retain)
+    m = evaluate_sequence_model(model, data, forget, retain, ref)
+    assert m["forget_gap"] == 0 and m["retain_gap"] == 0 and m["tow"] == 1
+    assert all(m[f"{s}_ppl"] > 1 for s in ("forget", "retain", "test")) and m["kl_to_truth"] > 0
+    assert 0 <= m["mia_auc"] <= 1

@@ -120,3 +120,53 @@ def model_kl_to_truth(model: nn.Module, state: Mapping, x: torch.Tensor, batch_s
         kl = next_token_kl(p, log_q)
         total, count = total + kl * p.shape[0] * p.shape[1], count + p.shape[0] * p.shape[1]
     return total / count if count else math.nan
+
+
+def split_rows(data, forget_pos: np.ndarray, retain_pos: np.ndarray) -> dict[str, torch.Tensor]:
+    """Token ids of the forget rows, the retain rows (positions in ``data.x_train``) and the test
+    set, keyed ``forget`` / ``retain`` / ``test``."""
+    return {
+        "forget": data.x_train[torch.as_tensor(forget_pos)],
+        "retain": data.x_train[torch.as_tensor(retain_pos)],
+        "test": data.x_test,
+    }
+
+
+def split_log_likelihoods(
+    model: nn.Module, data, forget_pos: np.ndarray, retain_pos: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-sequence ``ll`` of each split of :func:`split_rows`."""
+    return {k: sequence_log_likelihoods(model, x)[0] for k, x in split_rows(data, forget_pos, retain_pos).items()}
+
+
+def evaluate_sequence_model(
+    model: nn.Module,
+    data,
+    forget_pos: np.ndarray,
+    retain_pos: np.ndarray,
+    reference: Mapping[str, np.ndarray] | None = None,
+    *,
+    seed: int = 0,
+) -> dict[str, float]:
+    """The sequence metrics of ``model`` on a markov-style bundle.
+
+    Always: forget / retain / test perplexity, the loss-MIA AUC of the forget rows against the
+    test sequences from the same sources (labels), and (when ``data.state`` holds the true
+    process) the KL to the truth on the test sequences not from the last (canary) source.
+    With ``reference`` (the retrained model's :func:`split_log_likelihoods` on the same rows):
+    the mean signed forget gap, the mean absolute retain gap and the sequence ToW.
+    """
+    rows = split_rows(data, forget_pos, retain_pos)
+    scored = {k: sequence_log_likelihoods(model, x) for k, x in rows.items()}
+    ll = {k: v[0] for k, v in scored.items()}
+    out = {f"{k}_ppl": perplexity(v, tokens) for k, (v, tokens) in scored.items()}
+    same_source = np.isin(data.y_test.numpy(), data.y_train[torch.as_tensor(forget_pos)].numpy())
+    out["mia_auc"] = loss_mia_auc(-ll["forget"], -ll["test"][same_source], seed=seed)
+    if "transitions" in data.state:
+        chain_test = data.x_test[data.y_test < data.num_classes - 1]
+        out["kl_to_truth"] = model_kl_to_truth(model, data.state, chain_test)
+    if reference is not None:
+        out["forget_gap"] = float(likelihood_gap(ll["forget"], reference["forget"]).mean())
+        out["retain_gap"] = float(np.abs(likelihood_gap(ll["retain"], reference["retain"])).mean())
+        out["tow"] = sequence_tow(ll, reference)
+    return out
