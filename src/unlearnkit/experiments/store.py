@@ -23,7 +23,7 @@ import pandas as pd
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import write_parquet
-from unlearnkit.metrics import tow_mia, tug_of_war
+from unlearnkit.metrics.tow import tow_inputs, tow_mia, tug_of_war
 
 RESULTS = "results.parquet"
 KEY_COLUMNS = ["dataset", "model", "forget_kind", "forget_size", "es", "method", "variant", "seed"]
@@ -32,10 +32,6 @@ REF_COLUMNS = ["ref_forget_acc", "ref_retain_acc", "ref_test_acc", "ref_mia_effi
 COLUMNS = KEY_COLUMNS + METRIC_COLUMNS + REF_COLUMNS + ["params"]
 # Wall-time columns differ between two runs of the same benchmark; everything else is reproducible.
 TIME_COLUMNS = ["seconds", "cost_ratio", "ref_seconds"]
-
-
-def _accs(m: Mapping[str, Any]) -> dict[str, float]:
-    return {"forget": m["forget_acc"], "retain": m["retain_acc"], "test": m["test_acc"], "mia": m["mia_efficacy"]}
 
 
 def result_row(
@@ -51,8 +47,8 @@ def result_row(
     return {
         **{k: setup[k] for k in KEY_COLUMNS},
         **{k: float(metrics[k]) for k in ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")},
-        "tow": tug_of_war(_accs(metrics), _accs(reference)),
-        "tow_mia": tow_mia(_accs(metrics), _accs(reference)),
+        "tow": tug_of_war(tow_inputs(metrics), tow_inputs(reference)),
+        "tow_mia": tow_mia(tow_inputs(metrics), tow_inputs(reference)),
         "seconds": float(seconds),
         "examples_processed": None if examples_processed is None else int(examples_processed),
         "cost_ratio": float(seconds) / float(ref_seconds) if ref_seconds else float("nan"),
