@@ -119,3 +119,26 @@ def test_evaluate_sequence_model_against_itself(data):
     assert m["forget_gap"] == 0 and m["retain_gap"] == 0 and m["tow"] == 1
     assert all(m[f"{s}_ppl"] > 1 for s in ("forget", "retain", "test")) and m["kl_to_truth"] > 0
     assert 0 <= m["mia_auc"] <= 1
+
+
+def test_paired_halves_and_in_out_gap():
+    from unlearnkit.difficulty.sequence import in_out_gap, paired_half_masks
+
+    m = paired_half_masks(10, 4, seed=0)
+    assert (m.sum(0) == 2).all() and (m[0] ^ m[1]).all() and (m[2] ^ m[3]).all()
+    ll = np.where(m, -1.0, -3.0)  # in-models give -1, out-models -3
+    assert np.allclose(in_out_gap(ll, m), 2.0)
+    with pytest.raises(UnlearnkitError, match="even number"):
+        paired_half_masks(10, 3, seed=0)
+
+
+def test_canaries_are_the_most_memorized(data):
+    from unlearnkit.difficulty.sequence import most_memorized, sequence_memorization
+
+    cfg = TrainConfig(epochs=10, lr=1e-2, optimizer="adamw", weight_decay=0.0, batch_size=32)
+    mem = sequence_memorization(data, "transformer", cfg, k=2, model_kwargs={"width": 16}, device="cpu")
+    assert len(mem) == data.n_train and mem["memorization"].notna().all()
+    canary = mem["index"].isin(canary_indices(data))
+    assert mem.loc[canary, "memorization"].mean() > mem.loc[~canary, "memorization"].mean() + 0.1
+    top = most_memorized(mem, 5)
+    assert len(top) == 5 and top.kind == "memorization"
