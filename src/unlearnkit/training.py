@@ -13,7 +13,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,9 @@ from torch import nn
 from unlearnkit.errors import UnlearnkitError, validation_message
 from unlearnkit.models.base import find_head, head_inputs
 from unlearnkit.progress import progress_bar
+
+if TYPE_CHECKING:
+    from unlearnkit.data import DataBundle
 
 
 class TrainConfig(BaseModel):
@@ -325,3 +328,25 @@ def accuracy(
         return float("nan")
     logits = predict_logits(model, x, batch_size, device)
     return float(per_example_correct(logits, targets_for(model, x, y)).mean())
+
+
+def split_accuracies(
+    model: nn.Module,
+    data: "DataBundle",
+    rows: Mapping[str, np.ndarray] | None = None,
+    splits: Sequence[str] = ("val", "test"),
+    batch_size: int = 1024,
+    device: torch.device | str | None = None,
+) -> dict[str, float]:
+    """Accuracy in [0, 1] of ``model`` on named sets of training rows and on held-out splits.
+
+    ``rows`` maps a name to positions into ``data.x_train`` (e.g. ``{"forget": fp, "retain": rp}``);
+    ``splits`` names held-out splits of ``data`` (``"val"``, ``"test"``). An empty set gives NaN.
+    The keys are those of ``rows``, then ``splits``. Every "accuracy on S / D_r / test" of the
+    toolkit (run.json results, tuning, RUM's steps, the CLI's summary line) comes from here.
+    """
+    out = {name: accuracy(model, data.x_train[pos], data.y_train[pos], batch_size, device)
+           for name, pos in (rows or {}).items()}
+    for split in splits:
+        out[split] = accuracy(model, getattr(data, f"x_{split}"), getattr(data, f"y_{split}"), batch_size, device)
+    return out
