@@ -60,7 +60,7 @@ def test_validation_set_matches_the_difficulty_and_class_mix(digits_run, scores,
     assert len(val) == len(high) and not set(val.indices) & (set(high.indices) | set(avoid))
     assert labels(digits_run, val).equals(labels(digits_run, high))
     assert s.loc[val.indices].min() > s.quantile(0.8)  # a high set gets a high set
-    assert 0 < val.meta["quantile_shift"] <= 0.1 and val.meta["like"] == "memorization-high"
+    assert 0 < val.meta["quantile_shift"] <= 0.2 and val.meta["like"] == "memorization-high"
     # the random like: its class counts, at random; the class like: another whole class
     rnd = random_forget_set(digits_run.data, 50, seed=1)
     vr = validation_forget_set(digits_run, like=rnd)

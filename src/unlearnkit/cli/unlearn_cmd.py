@@ -134,6 +134,9 @@ def tune(
                       kind=kind, command=command, train=original.meta.get("train"))
     v = res.val_forget
     how = f"matched to {like.name} ({v.meta['match']})" if target is not None else "random"
+    if "quantile_shift" in v.meta:
+        how += (f"; mean {v.meta['score']} {v.meta['score_mean']:.3f} vs {v.meta['score_mean_like']:.3f}, "
+                f"quantiles shifted by {v.meta['quantile_shift']:.3f}")
     table = Table(title=f"tune {method}: validation forget set of {len(v)}, {how}; {len(res.table)} settings run")
     keys = list(res.chosen)
     for col in [*keys, "forget", "retain", "val", "ToW", "cost"]:
