@@ -17,6 +17,7 @@ from unlearnkit.difficulty.scores import ScoreContext, register_score, trained_p
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.runs import Run
 from unlearnkit.training import predict_embeddings
+from unlearnkit.task import Task
 
 # Per-example gradients of one chunk hold chunk x n_params floats; keep that under ~200 MB.
 GRAD_CHUNK_FLOATS = 50_000_000
@@ -159,7 +160,8 @@ def run_embeddings(run: Run) -> tuple[np.ndarray, np.ndarray]:
     """(row positions of the run's trained examples, their θ_o embeddings ``[n, d]``),
     computed on the device the run's model is on."""
     pos = trained_positions(run)
-    return pos, predict_embeddings(run.model, run.data.x_train[pos]).numpy()
+    task = Task.from_run(run)  # its features: the model's own, or a user Task's (model-first calls)
+    return pos, predict_embeddings(run.model, run.data.x_train[pos], features=task.features).numpy()
 
 
 def forget_entanglement(positions: np.ndarray, embeddings: np.ndarray, forget_positions: np.ndarray) -> float:

@@ -29,6 +29,7 @@ from unlearnkit.io import read_json, read_parquet, write_json, write_parquet
 from unlearnkit.registry import Registry
 from unlearnkit.runs import Run, run_lock
 from unlearnkit.progress import progress_bar
+from unlearnkit.task import Task
 from unlearnkit.training import predict_embeddings, predict_logits, resolve_device
 
 SCORES_FILE = "scores.parquet"
@@ -110,7 +111,8 @@ class ScoreContext:
 
     def embeddings(self) -> torch.Tensor:
         """Final-model penultimate embeddings ``[n, d]`` (float32, CPU)."""
-        return self.cached("embeddings", lambda: predict_embeddings(self.model, self.x, device=self.device))
+        features = Task.from_run(self.run).features  # the model's own, or a user Task's (model-first calls)
+        return self.cached("embeddings", lambda: predict_embeddings(self.model, self.x, device=self.device, features=features))
 
     def dynamics_means(self) -> pd.DataFrame:
         """Per-example means over epochs of the training dynamics, aligned with ``index``."""
