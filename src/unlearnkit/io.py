@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
-from unlearnkit.errors import BusyError, DataError, OutputError
+from unlearnkit.errors import BusyError, DataError, OutputError, UnlearnkitError
 
 if TYPE_CHECKING:  # pandas is imported by the callers that have frames; CLI start-up stays light
     import pandas as pd
@@ -253,7 +253,12 @@ def atomic_dir(out: str | Path, overwrite: bool = False, marker: str = "run.json
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{_tag()}.", suffix=".tmp", dir=out.parent))
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700
     try:
-        yield tmp
+        try:
+            yield tmp
+        except UnlearnkitError as e:  # name the files where they were to appear, not the temporary
+            if str(tmp) in str(e):
+                e.args = (str(e).replace(str(tmp), str(out)),)
+            raise
         with reporting(out):
             if out.exists():
                 old = out.with_name(f".{out.name}.{_tag()}.old")
@@ -346,6 +351,10 @@ def write_index_file(path: str | Path, indices: np.ndarray | list[int], meta: di
         atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+# errno values of a file system that does not do hard links
+_NO_LINK = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
+
+
 class DirLock:
     """A lock file ``DIRECTORY/NAME`` held while one process writes the directory.
 
@@ -383,22 +392,33 @@ class DirLock:
         """Put the lock file in place if there is none; False if one exists."""
         text = json.dumps(self._info())
         tmp = self.path.with_name(f".{self.path.name}.{_tag()}.tmp")
-        tmp.write_text(text)
         try:
-            os.link(tmp, self.path)  # fails if the lock exists; never shows a partial file
-            return True
-        except FileExistsError:
-            return False
-        except OSError:  # a file system without hard links: exclusive create, then write
+            tmp.write_text(text)  # a full disk fails here, before any lock file exists
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                os.link(tmp, self.path)  # fails if the lock exists; never shows a partial file
+                return True
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            return True
+            except OSError as e:
+                if e.errno not in _NO_LINK:
+                    raise
+            return self._create_exclusive(text)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _create_exclusive(self, text: str) -> bool:
+        """For file systems without hard links: exclusive create, then write (removed if that fails)."""
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+        except BaseException:
+            self.path.unlink(missing_ok=True)
+            raise
+        return True
 
     def _read(self) -> bytes | None:
         """The lock file's bytes; None when there is none (b"" when it cannot be read)."""
@@ -439,6 +459,7 @@ class DirLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(self.path)
             deadline = time.monotonic() + self.wait
+            waited = False
             while True:
                 if self._create():
                     self.held = True
@@ -461,11 +482,20 @@ class DirLock:
                     self._take_over(raw, f"a stale lock of pid {pid} (no longer running)")
                     continue
                 if time.monotonic() >= deadline:
+                    if waited:
+                        raise BusyError(
+                            f"{self.path.parent}: another {self.what} (pid {pid} on {host}) still holds {self.path} "
+                            f"after {self.wait:.0f} s; delete that file if the process is stuck"
+                        )
                     raise BusyError(
                         f"{self.path.parent}: another {self.what} (pid {pid} on {host}, started "
                         f"{owner.get('started', '?')}) is writing here; wait for it, or delete {self.path} "
                         "if that process is gone"
                     )
+                if not waited:
+                    self.notify(f"{self.path.parent}: waiting for another {self.what} (pid {pid} on {host}) "
+                                f"to finish, at most {self.wait:.0f} s")
+                    waited = True
                 time.sleep(0.1)
 
     def release(self) -> None:

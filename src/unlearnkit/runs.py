@@ -12,7 +12,10 @@ RUM results are all runs, so ``evaluate`` takes any of them.
 
 from __future__ import annotations
 
+import errno
 import platform
+import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +32,10 @@ from torch import nn
 from unlearnkit._version import __version__
 from unlearnkit.data import DATASETS, DataBundle, load_dataset
 from unlearnkit.data.base import check_bundle_matches
-from unlearnkit.errors import DataError, OutputError, RunError, UnlearnkitError, validation_message
+from unlearnkit.errors import DataError, RunError, UnlearnkitError, validation_message
 from unlearnkit.io import DirLock, atomic_dir, atomic_write, read_json, sha256_file, sha256_indices, write_json, write_parquet
 from unlearnkit.models import Classifier, build_model
-from unlearnkit.training import TrainConfig, accuracy, resolve_device, seed_everything, train
+from unlearnkit.training import TrainConfig, resolve_device, seed_everything, split_accuracies, train
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -174,8 +177,9 @@ RUN_LOCK_WAIT = 120.0  # seconds: holders only merge files, so a longer wait mea
 def run_lock(path: str | Path, wait: float = RUN_LOCK_WAIT) -> DirLock:
     """The lock of a run directory, held by commands that add to an existing run (``score``
     merges its columns into ``scores.parquet``) for their read-modify-write; a second
-    command waits up to ``wait`` seconds, then gets a one-line :class:`BusyError`."""
-    return DirLock(path, RUN_LOCK, what="command", wait=wait)
+    command waits up to ``wait`` seconds (saying so on stderr), then gets a one-line
+    :class:`BusyError`."""
+    return DirLock(path, RUN_LOCK, what="command", wait=wait, notify=lambda msg: print(msg, file=sys.stderr))
 
 
 def write_run(
@@ -217,7 +221,8 @@ def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
         try:
             save_file(state, tmp)
         except SafetensorError as e:  # safetensors reports I/O failures (disk full) as its own type
-            raise OutputError(f"{path}: cannot write ({str(e).splitlines()[0]})") from None
+            code = re.search(r"os error (\d+)", str(e))
+            raise OSError(int(code[1]) if code else errno.EIO, str(e).splitlines()[0]) from None
 
     atomic_write(path, write)
 
@@ -314,13 +319,10 @@ def load_run(
 
 
 def evaluate_splits(model: nn.Module, data: DataBundle, train_positions: np.ndarray | None = None) -> dict[str, float]:
-    """train/val/test accuracy in [0, 1] (train over ``train_positions`` if given)."""
+    """train/val/test accuracy in [0, 1] (train over ``train_positions`` if given), keyed as
+    run.json's ``results`` records them (``train_acc``, ``val_acc``, ``test_acc``)."""
     pos = np.arange(data.n_train) if train_positions is None else train_positions
-    return {
-        "train_acc": accuracy(model, data.x_train[pos], data.y_train[pos]),
-        "val_acc": accuracy(model, data.x_val, data.y_val),
-        "test_acc": accuracy(model, data.x_test, data.y_test),
-    }
+    return {f"{k}_acc": v for k, v in split_accuracies(model, data, {"train": pos}).items()}
 
 
 def train_run(
