@@ -310,6 +310,8 @@ def test_check_method_passes_a_good_plugin_and_names_what_a_bad_one_breaks():
             check_method(bad)
     with pytest.raises(TypeError, match="unknown"):
         type("Typo", (Method,), {"requires": frozenset({"retian"})})
+    with pytest.raises(TypeError, match="declare requires"):
+        type("OldStyle", (Method,), {"needs_retain": True})
 
 
 def test_check_model_reports_the_head_and_refuses_a_broken_model(seq_task, tensors):

@@ -91,6 +91,8 @@ class Method:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "needs_retain" in vars(cls):
+            raise TypeError(f"{cls.__name__}: declare requires = frozenset({{'retain'}}) (or frozenset()), not needs_retain")
         unknown = sorted(set(cls.requires) - set(REQUIREMENTS))
         if unknown:
             raise TypeError(f"{cls.__name__}.requires: unknown {unknown}; choose from {sorted(REQUIREMENTS)}")
