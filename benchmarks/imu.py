@@ -33,18 +33,14 @@ from unlearnkit.data import ForgetSet
 from unlearnkit.methods import METHODS, unlearn_from_run
 from unlearnkit.methods.imu import model_influence
 from unlearnkit.metrics import tug_of_war
-from unlearnkit.training import accuracy
+from unlearnkit.training import split_accuracies
 
 METHODS_COMPARED = ["imu", "imu_uniform", "neggrad", "boundary_shrink"]
 
 
-def split_accuracies(model, data, forget_pos: np.ndarray) -> dict[str, float]:
-    retain_pos = data.complement(forget_pos)
-    return {
-        "forget": accuracy(model, data.x_train[forget_pos], data.y_train[forget_pos]),
-        "retain": accuracy(model, data.x_train[retain_pos], data.y_train[retain_pos]),
-        "test": accuracy(model, data.x_test, data.y_test),
-    }
+def accuracies(model, data, forget_pos: np.ndarray) -> dict[str, float]:
+    """Accuracy on the forget rows, on the rest of the training rows and on the test split."""
+    return split_accuracies(model, data, {"forget": forget_pos, "retain": data.complement(forget_pos)}, ("test",))
 
 
 def loop_influence(model, x: torch.Tensor, y: torch.Tensor, lam: float = 0.01) -> torch.Tensor:
@@ -79,7 +75,7 @@ def best_of_grid(orig, fs, method, data, pos, ref_acc, seed) -> tuple[str, dict[
             out = unlearn_from_run(orig, fs, method, params, seed=seed, device="cpu")
         except UnlearnkitError:  # gradient ascent diverged (NaN/inf loss) at this point
             continue
-        acc = split_accuracies(out.model, data, pos)
+        acc = accuracies(out.model, data, pos)
         if best is None or tug_of_war(acc, ref_acc) > tug_of_war(best[1], ref_acc):
             label = method + " " + ",".join(f"{k}={v:g}" for k, v in params.items())
             best = (label, acc, out.seconds)
@@ -128,11 +124,11 @@ def main() -> None:
             t0 = time.perf_counter()
             ref = train_run(data, args.model, cfg, Path(tmp) / f"ref-{k}", model_kwargs=kw, exclude=fs.indices)
             ref_s = time.perf_counter() - t0
-            ref_acc = split_accuracies(ref.model, data, pos)
-            rows = [("original", split_accuracies(orig.model, data, pos), float("nan")), ("retrain", ref_acc, ref_s)]
+            ref_acc = accuracies(ref.model, data, pos)
+            rows = [("original", accuracies(orig.model, data, pos), float("nan")), ("retrain", ref_acc, ref_s)]
             for m in methods:
                 out = unlearn_from_run(orig, fs, m, seed=args.seed, device="cpu")
-                rows.append((m, split_accuracies(out.model, data, pos), out.seconds))
+                rows.append((m, accuracies(out.model, data, pos), out.seconds))
             if args.grid:
                 for m in methods:
                     rows.append(best_of_grid(orig, fs, m, data, pos, ref_acc, args.seed))

@@ -62,7 +62,7 @@ def unlearn(
     from unlearnkit.data import load_forget
     from unlearnkit.methods import retain_positions, unlearn_run
     from unlearnkit.runs import load_run
-    from unlearnkit.training import accuracy
+    from unlearnkit.training import split_accuracies
 
     params = parse_sets(sets, method)
     original = load_run(run, data_root=data_root)
@@ -72,10 +72,10 @@ def unlearn(
     fp = fs.positions(data)
     rp = retain_positions(original, fp)
     info = res.extra["unlearn"]
+    acc = split_accuracies(res.model, data, {"forget": fp, "retain": rp}, splits=())
     console.print(describe_params(original, fs, method, info["params"], params))
     console.print(
-        f"{method} on {len(fs)} forget examples: forget {accuracy(res.model, data.x_train[fp], data.y_train[fp]):.4f}  "
-        f"retain {accuracy(res.model, data.x_train[rp], data.y_train[rp]):.4f}  "
+        f"{method} on {len(fs)} forget examples: forget {acc['forget']:.4f}  retain {acc['retain']:.4f}  "
         f"test {res.meta['results']['test_acc']:.4f}  ({info['seconds']:.1f} s, "
         f"{info['examples_processed']} examples) -> {out}"
     )

@@ -40,7 +40,7 @@ from unlearnkit.methods import METHODS, retain_positions, unlearn_from_run
 from unlearnkit.metrics import tug_of_war
 from unlearnkit.models import Classifier
 from unlearnkit.runs import Run, evaluate_splits, excluded_meta, write_run
-from unlearnkit.training import accuracy
+from unlearnkit.training import split_accuracies
 
 VARIANTS = ("vanilla", "shuffle", "rum_f", "rum")
 RETAIN_POLICIES = ("strict", "rum")
@@ -225,14 +225,6 @@ def _step_excluded(run: Run, groups: Mapping[str, np.ndarray], order: Sequence[s
     return np.union1d(run.excluded, np.concatenate([np.zeros(0, np.int64), *others]))
 
 
-def _accs(model: Classifier, run: Run, parts: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Accuracy of ``model`` on named sets of training rows, and on the test split."""
-    data = run.data
-    out = {k: accuracy(model, data.x_train[p], data.y_train[p]) for k, p in parts.items()}
-    out["test"] = accuracy(model, data.x_test, data.y_test)
-    return out
-
-
 def _one_step(
     run: Run,
     model: Classifier,
@@ -294,7 +286,7 @@ def _sequence(
     for i, name in enumerate(order):
         model, rec = _one_step(run, model, groups, order, i, methods[name], params[name],
                                retain=retain, seed=seed, device=device, quiet=quiet)
-        accs = _accs(model, run, {**eval_parts, "group": data.positions(groups[name])})
+        accs = split_accuracies(model, run.data, {**eval_parts, "group": data.positions(groups[name])}, ("test",))
         steps.append({**rec, **{f"{k}_acc": v for k, v in accs.items()}})
     return model, steps
 
@@ -368,14 +360,14 @@ def search_methods(
     for i, name in enumerate(order):
         done = data.positions(np.concatenate([vgroups[g] for g in order[: i + 1]]))
         parts = {"forget": done, "retain": retain_pos}
-        target = _accs(ref, run, parts)
+        target = split_accuracies(ref, run.data, parts, ("test",))
         best: tuple[float, str, dict[str, Any]] | None = None
         for c, p in cand.items():
 
             def evaluate(point: dict[str, Any], c: str = c, p: dict[str, Any] = p) -> dict[str, Any]:
                 model, rec = _one_step(run, current, vgroups, order, i, c, {**p, **point},
                                        retain=retain, seed=seed, device=device, quiet=quiet)
-                accs = _accs(model, run, parts)
+                accs = split_accuracies(model, run.data, parts, ("test",))
                 return {"tow": tug_of_war(accs, target), "seconds": rec["seconds"],
                         "examples_processed": rec["examples_processed"], **{f"{k}_acc": v for k, v in accs.items()}}
 

@@ -46,7 +46,7 @@ from unlearnkit.methods.base import METHODS
 from unlearnkit.metrics import tug_of_war
 from unlearnkit.models import Classifier
 from unlearnkit.runs import Run, load_run
-from unlearnkit.training import accuracy, predict_logits
+from unlearnkit.training import predict_logits, split_accuracies
 
 GRIDS = ("small", "wide")
 LOG_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -267,16 +267,10 @@ def validation_forget_set(
 # --------------------------------------------------------------------------- reference and accuracies
 
 
-def split_accuracies(model: Classifier, run: Run, forget: ForgetSet) -> dict[str, float]:
-    """Accuracy on S (``forget``), D_r (``retain``) and the validation split (``val``)."""
-    data = run.data
-    fp = forget.check(data)
-    rp = retain_positions(run, fp)
-    return {
-        "forget": accuracy(model, data.x_train[fp], data.y_train[fp]),
-        "retain": accuracy(model, data.x_train[rp], data.y_train[rp]),
-        "val": accuracy(model, data.x_val, data.y_val),
-    }
+def tune_accuracies(model: Classifier, run: Run, forget: ForgetSet) -> dict[str, float]:
+    """What tuning scores: accuracy on S (``forget``), D_r (``retain``) and the validation split (``val``)."""
+    fp = forget.check(run.data)
+    return split_accuracies(model, run.data, {"forget": fp, "retain": retain_positions(run, fp)}, ("val",))
 
 
 _REFERENCES: dict[str, dict[str, float]] = {}
@@ -304,7 +298,7 @@ def reference_accuracies(run: Run, forget: ForgetSet, *, seed: int = 0, device: 
     else:
         out = run_unlearn(run, forget, "retrain", seed=seed, device=device, quiet=quiet)
         model, seconds, work = out.model, out.seconds, out.examples_processed
-    accs = {**split_accuracies(model, run, forget), "seconds": float(seconds), "examples_processed": int(work)}
+    accs = {**tune_accuracies(model, run, forget), "seconds": float(seconds), "examples_processed": int(work)}
     if path is None:
         _REFERENCES[key] = accs
     return accs
@@ -509,7 +503,7 @@ def tune(
 
     def evaluate(point: dict[str, Any]) -> dict[str, Any]:
         out = run_unlearn(run, forget, method, _full_params(method, point), seed=seed, device=device, quiet=quiet)
-        acc = split_accuracies(out.model, run, forget)
+        acc = tune_accuracies(out.model, run, forget)
         return {**{f"{k}_acc": v for k, v in acc.items()},
                 "tow": tug_of_war({"forget": acc["forget"], "retain": acc["retain"], "test": acc["val"]}, ref_tow),
                 "seconds": out.seconds, "examples_processed": out.examples_processed,
