@@ -74,7 +74,8 @@ class ForgetSpec(_Strict):
     level: list[Level] | None = None
     class_: int | None = Field(None, alias="class", ge=0)
     score: str | None = None
-    bins: int = Field(15, ge=3)
+    bins: int = Field(15, ge=3, description="rum-bins: bins of distance to the training centroid")
+    construction: Literal["es-quantiles", "rum-bins"] = Field("es-quantiles", description="entanglement sets only")
     class_balanced: bool = False
 
     @field_validator("level", mode="before")
@@ -87,11 +88,9 @@ class ForgetSpec(_Strict):
     def _check(self) -> "ForgetSpec":
         needs_level = self.kind in ("memorization", "entanglement", "score")
         if needs_level and self.level is None:
-            raise ValueError(f"a '{self.kind}' forget set needs 'level' (low, medium, high{', mix' if self.kind != 'entanglement' else ''})")
+            raise ValueError(f"a '{self.kind}' forget set needs 'level' (low, medium, high, mix)")
         if not needs_level and self.level is not None:
             raise ValueError(f"'level' does not apply to a '{self.kind}' forget set")
-        if self.kind == "entanglement" and "mix" in self.levels:
-            raise ValueError("entanglement forget sets have levels low, medium, high (no mix)")
         if self.kind == "class":
             if self.class_ is None:
                 raise ValueError("a 'class' forget set needs 'class' (the label to forget)")
@@ -121,13 +120,16 @@ class ForgetSpec(_Strict):
 
     @property
     def label(self) -> str:
-        """The ``forget_kind`` column: random, class-3, memorization-low, entanglement-high, ..."""
+        """The ``forget_kind`` column: random, class-3, memorization-low, entanglement-high,
+        entanglement-rum-bins-high (RUM's construction, so both can sit in one bench), ..."""
         if self.kind == "class":
             return f"class-{self.class_}"
         if self.kind == "score":
             return f"{self.score}-{self.one_level}"
         if self.kind == "random":
             return "random"
+        if self.kind == "entanglement" and self.construction == "rum-bins":
+            return f"entanglement-rum-bins-{self.one_level}"
         return f"{self.kind}-{self.one_level}"
 
 
@@ -197,7 +199,13 @@ class SisaConfig(_Strict):
 
 
 class MetricsConfig(_Strict):
+    """How rows are scored. ``pairing``: ``seed`` compares the model of seed s with the
+    reference of seed s (the RUM protocol); ``mean`` with the mean of the references of
+    every seed for that forget kind (their forget sets differ when built per seed)."""
+
     mia_max_per_side: int = Field(2000, ge=10, description="MIA SVC: members and non-members subsampled to this many each")
+    mia_repeats: int = Field(5, ge=1, description="MIA SVC fits per model on subsamples of different seeds (mean reported)")
+    pairing: Literal["seed", "mean"] = "seed"
 
 
 class InstancesConfig(_Strict):

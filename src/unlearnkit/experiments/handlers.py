@@ -71,10 +71,13 @@ def _do_train(inputs, deps, out, opts):
 def _do_sisa_train(inputs, deps, out, opts):
     from unlearnkit.methods.sisa import train_sisa
 
+    data = data_for(inputs, opts)
+    # With a forget set: SISA's exact reference, the same ensemble trained without it.
+    exclude = _forget(deps["forget"], data).indices if "forget" in deps else None
     run = train_sisa(
-        data_for(inputs, opts), inputs["model"], inputs["shards"], inputs["slices"],
+        data, inputs["model"], inputs["shards"], inputs["slices"],
         TrainConfig(**inputs["training"]), out / RUN, model_kwargs=inputs["model_kwargs"],
-        aggregation=inputs["aggregate"], device=opts.get("device", "auto"),
+        aggregation=inputs["aggregate"], device=opts.get("device", "auto"), exclude=exclude,
     )
     return {**run.meta["results"], "examples_processed": run.meta["examples_processed"]}
 
@@ -133,7 +136,7 @@ def build_forget(run: Run, spec: Mapping[str, Any], seed: int) -> ForgetSet:
     elif kind == "class":
         fs = class_forget_set(data, fs_spec.class_)
     elif kind == "entanglement":
-        fs = forget_by_entanglement(run, fs_spec.bins, level, size, seed)
+        fs = forget_by_entanglement(run, fs_spec.bins, level, size, seed, construction=fs_spec.construction)
     else:
         fs = forget_by_score(run, fs_spec.score or "memorization", level, size, seed)
     if fs.meta.get("es") is None:
@@ -208,8 +211,8 @@ def _do_evaluate(inputs, deps, out, opts):
     from unlearnkit.metrics.evaluate import evaluate_model
 
     run = _run(deps["model"], opts)
-    res = evaluate_model(run, None, _forget(deps["forget"], run.data),
-                         mia_max_per_side=inputs["mia_max_per_side"], seed=inputs["seed"])
+    res = evaluate_model(run, None, _forget(deps["forget"], run.data), mia_max_per_side=inputs["mia_max_per_side"],
+                         mia_repeats=inputs["mia_repeats"], seed=inputs["seed"])
     write_parquet(out / "per_example.parquet", res.per_example)
     return {**{k: float(v) for k, v in res.metrics.items()}, "sizes": res.sizes}
 
