@@ -169,11 +169,14 @@ def _do_tune(inputs, deps, out, opts):
     run = _run(deps["run"], opts)
     like = _forget(deps["like"], run.data) if "like" in deps else None
     avoid = np.unique(np.concatenate([_forget(d, run.data).indices for k, d in deps.items() if k.startswith("avoid")]))
+    # tolerance 1: the bench tunes on the closest matched set whatever its quantile shift (recorded)
     res = tune(run, inputs["method"], grid=inputs["grid"], like=like, max_cost=inputs["max_cost"], avoid=avoid,
-               val_seed=inputs["val_seed"], seed=inputs["seed"], device=opts.get("device", "auto"), reference_dir=out)
+               tolerance=1.0, val_seed=inputs["val_seed"], seed=inputs["seed"], device=opts.get("device", "auto"),
+               reference_dir=out)
     write_tune(out / TUNE, res)
     return {"chosen": res.chosen, "tow": res.tow, "cost": res.cost, "collapsed_to": res.collapsed_to,
-            "points": len(res.table), "val_size": len(res.val_forget), "match": res.val_forget.meta.get("match", "random")}
+            "points": len(res.table), "val_size": len(res.val_forget), "match": res.val_forget.meta.get("match", "random"),
+            "quantile_shift": res.val_forget.meta.get("quantile_shift")}
 
 
 @handler("unlearn")

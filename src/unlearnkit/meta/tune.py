@@ -476,6 +476,7 @@ def tune(
     val_seed: int = 1000,
     avoid: np.ndarray | None = None,
     scores: pd.DataFrame | None = None,
+    tolerance: float = MATCH_TOLERANCE,
     seed: int = 0,
     device: str = "auto",
     quiet: bool = True,
@@ -485,7 +486,8 @@ def tune(
 
     ``grid``: ``"small"`` (default, the method's 6-12 points), ``"wide"`` (see module
     docstring) or ``{param: [values]}``. ``like``: tune on a set matched to this forget
-    set's difficulty (:func:`validation_forget_set`). ``max_cost``: the most examples
+    set's difficulty (:func:`validation_forget_set`, refusing a match whose quantiles shift by more
+    than ``tolerance``). ``max_cost``: the most examples
     a point may process, as a fraction of retraining's (> 0). A point whose unlearning
     fails (e.g. a NaN loss) is recorded with its error and ToW NaN.
     """
@@ -496,7 +498,7 @@ def tune(
     g = grid_for(method, grid, max_epochs)
     for vals in itertools.product(*g.values()):  # refuse unknown keys / bad values before any training
         cls.resolve_params(None, _full_params(method, dict(zip(g, vals))))
-    forget = validation_forget_set(run, val_size, val_seed, avoid, like=like, scores=scores)
+    forget = validation_forget_set(run, val_size, val_seed, avoid, like=like, scores=scores, tolerance=tolerance)
     ref = reference_accuracies(run, forget, seed=seed, device=device, quiet=quiet, reference_dir=reference_dir)
     ref_tow = {"forget": ref["forget"], "retain": ref["retain"], "test": ref["val"]}
     retrain_work = max(1, int(ref["examples_processed"]))
