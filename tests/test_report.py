@@ -11,6 +11,7 @@ import pytest
 
 from unlearnkit.experiments.store import COLUMNS, result_row, results_frame
 from unlearnkit.report import ci_pivot, findings, write_report
+from unlearnkit.report import figures as figs
 from unlearnkit.report.tables import fmt_ci, kind_order
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -88,7 +89,8 @@ def test_report_files(tmp_path):
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(embedded) >= 5
     assert all(base64.b64decode(e).startswith(PNG_MAGIC) for e in embedded)
-    for name in ("tow_vs_memorization", "tow_vs_es", "memorization_histogram", "proxies_vs_memorization"):
+    for name in ("tow_gain_over_original", "tow_by_level", "tow_vs_es", "memorization_histogram",
+                 "proxies_vs_memorization", "cost_vs_tow"):
         assert (tmp_path / "figures" / f"{name}.png").read_bytes().startswith(PNG_MAGIC)
         assert f"figures/{name}.png" in md
     # The low split-half reliability is flagged, and failures are listed.
@@ -97,6 +99,30 @@ def test_report_files(tmp_path):
     # Tables: ToW with CIs and the findings with their status.
     assert "held" in md and "±" in md and "finetune/rum_f" in md
     assert md.count("| method |") >= 2
+    # The summary comes first, with the warnings that qualify it; set-up is last, without Python reprs.
+    assert md.index("## Summary") < md.index("## Tug-of-War") < md.index("## Set-up")
+    assert md.index("unreliable here") < md.index("## Tug-of-War")
+    # The memorization warning also stands right above each figure it qualifies.
+    for name in ("tow_by_level", "memorization_histogram", "proxies_vs_memorization"):
+        before = md[: md.index(f"figures/{name}.png")].rstrip().rsplit("\n\n", 2)[-2]
+        assert "WARNING" in before, name
+    # Best per column in bold: sisa has the highest ToW everywhere in the synthetic data.
+    tow_row = next(line for line in md.splitlines() if line.startswith("| sisa |"))
+    assert tow_row.count("**") == 2 * 5
+
+
+def test_gain_over_original_is_paired_on_common_forget_sets():
+    df = synthetic()
+    # Drop imu's rows on one forget set: every method is then compared on the other four only.
+    df = df[~((df["method"] == "imu") & (df["forget_kind"] == "random"))]
+    table, kinds = figs.gain_over_original(df)
+    assert "random" not in kinds and len(kinds) == 4
+    ft = df[(df["method"] == "finetune") & (df["variant"] == "vanilla") & df["forget_kind"].isin(kinds)]
+    orig = df[(df["method"] == "original") & df["forget_kind"].isin(kinds)]
+    want = (ft.set_index(["seed", "forget_kind"])["tow"] - orig.set_index(["seed", "forget_kind"])["tow"]).mean()
+    got = table.set_index("method").loc["finetune"]
+    assert got["gain"] == pytest.approx(want) and got["n"] == 4 * 3 and got["lo"] < got["gain"] < got["hi"]
+    assert "finetune/rum_f" not in set(table["method"])  # RUM variants run on their own sets
 
 
 def test_report_of_an_empty_table(tmp_path):

@@ -9,16 +9,18 @@ from __future__ import annotations
 import base64
 import html
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
 from unlearnkit.io import atomic_write
 from unlearnkit.report import figures as figs
-from unlearnkit.report.tables import ci_pivot, cost_table, findings, kind_order, markdown_table, summary
-
+from unlearnkit.report.tables import (
+    ORIGINAL, ci_pivot, cost_table, findings, kind_order, markdown_table, row_label, summary,
+)
 
 
 @dataclass
@@ -28,6 +30,91 @@ class Block:
     table: pd.DataFrame | None = None
     png: bytes | None = None
     name: str = ""
+    bold: set[tuple[int, str]] = field(default_factory=set)  # (row position, column) cells to highlight
+
+
+def _words(params: Mapping[str, Any] | None) -> str:
+    """``{"epochs": 1, "lr": 0.1}`` -> ``epochs 1, lr 0.1`` (no Python reprs in the report)."""
+    return ", ".join(f"{k} {v}" for k, v in (params or {}).items())
+
+
+def _best_cells(means: pd.DataFrame, higher: bool, skip: tuple[str, ...] = (ORIGINAL,)) -> set[tuple[int, str]]:
+    """(row position, column) of the best mean in each column of a methods x columns table."""
+    out = set()
+    rows = [r for r in means.index if r not in skip]
+    for c in means.columns:
+        col = means.loc[rows, c].dropna()
+        if not col.empty:
+            out.add((list(means.index).index(col.idxmax() if higher else col.idxmin()), c))
+    return out
+
+
+def _verdict_table(items: list[Any]) -> pd.DataFrame:
+    """Claims as one table: claim, verdict, difference [95% CI], n, detail.
+
+    Takes :class:`unlearnkit.metrics.stats.Verdict` records (paired over seeds) and the older
+    point checks (``status``/``evidence``, no interval), so the two read alike.
+    """
+    recs = []
+    for v in items:
+        if hasattr(v, "lo"):
+            ci = "–" if math.isnan(v.diff) else (
+                f"{v.diff:+.3f}" + ("" if math.isnan(v.lo) else f" [{v.lo:+.3f}, {v.hi:+.3f}]"))
+            recs.append({"claim": v.claim, "verdict": v.status, "difference [95% CI]": ci, "n": v.n,
+                         "detail": v.detail})
+        else:
+            recs.append({"claim": v.claim, "verdict": v.status, "difference [95% CI]": "no CI (point check)",
+                         "n": "–", "detail": v.evidence})
+    return pd.DataFrame(recs, columns=["claim", "verdict", "difference [95% CI]", "n", "detail"])
+
+
+def _reliability(ctx: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(warning about the memorization estimate, warning about the original's fit), or None each."""
+    info = ctx.get("memorization_info") or {}
+    split_half = info.get("split_half")
+    if isinstance(split_half, Mapping):  # tolerate {"spearman": ...} layouts
+        split_half = split_half.get("spearman")
+    low = info.get("reliability_threshold")  # the memorization unit reports the threshold it judged by
+    mem = None
+    if (isinstance(split_half, (int, float)) and low is not None and not math.isnan(split_half)
+            and split_half < low):
+        mem = (f"The memorization estimate is unreliable here: split-half rank correlation {split_half:.2f} < {low} "
+               f"(K = {info.get('k', '?')} models). Forget sets by memorization level, the findings about them and "
+               f"the proxies' correlations are noisy; raise memorization.k for firmer results.")
+    fit = (ctx.get("original_fit") or {}).get("warning")
+    return mem, fit
+
+
+def _summary_blocks(df: pd.DataFrame, ctx: Mapping[str, Any], verdicts: pd.DataFrame,
+                    warnings: list[str]) -> list[Block]:
+    cfg = ctx.get("config", {})
+    seeds = sorted(df["seed"].unique()) if not df.empty else []
+    kinds = kind_order(df["forget_kind"]) if not df.empty else []
+    methods = sorted(set(row_label(df)) - {ORIGINAL}) if not df.empty else []
+    ds = (cfg.get("dataset") or {}).get("name") or (df["dataset"].iloc[0] if not df.empty else "?")
+    model = (cfg.get("model") or {}).get("name") or (df["model"].iloc[0] if not df.empty else "?")
+    fit = (ctx.get("original_fit") or {}).get("train_accuracy") or {}
+    fit_text = (f" (train accuracy of the original {min(fit.values()):.3f}"
+                + (f"-{max(fit.values()):.3f}" if len(fit) > 1 else "") + ")") if fit else ""
+    out = [Block("h2", "Summary"),
+           Block("p", f"**What was run:** {model} on {ds}{fit_text}; {len(seeds)} seeds; {len(kinds)} forget sets "
+                      f"({', '.join(kinds)}); {len(methods)} methods and variants, each compared with a model "
+                      f"retrained without the forget set (ToW 1 = indistinguishable from retraining), and with the "
+                      f"original model (no unlearning at all) as the baseline to beat.")]
+    if not verdicts.empty:
+        counts = verdicts["verdict"].value_counts()
+        out.append(Block("p", "**Verdicts:** " + ", ".join(f"{n} {s}" for s, n in counts.items())
+                              + ". A claim is held when the 95% CI of its paired difference over seeds excludes 0 "
+                                "in the claimed direction, contradicted when it excludes 0 the other way, and "
+                                "inconclusive otherwise; a point check without a CI says only which mean was larger."))
+        out.append(Block("table", "", table=verdicts))
+    if warnings:
+        out.append(Block("p", "**What is unreliable here, and why:**"))
+        out += [Block("warn", w) for w in warnings]
+    elif not df.empty:
+        out.append(Block("p", "**Reliability:** no warning was raised (memorization reliability and the original's "
+                              "fit passed their thresholds, every work unit finished)."))
+    return out
 
 
 def _setup_blocks(df: pd.DataFrame, ctx: Mapping[str, Any]) -> list[Block]:
@@ -37,10 +124,12 @@ def _setup_blocks(df: pd.DataFrame, ctx: Mapping[str, Any]) -> list[Block]:
         ds, model, tr = cfg["dataset"], cfg["model"], cfg["training"]
         kw = {**model.get("kwargs", {}), **({"width": model["width"]} if model.get("width") else {})}
         out.append(Block("p", f"Dataset **{ds['name']}** (validation fraction {ds['val_fraction']}, split seed "
-                              f"{ds['split_seed']}); model **{model['name']}** {kw or ''}; training: "
-                         + ", ".join(f"{k} {v}" for k, v in tr.items() if k != "seed") + f"; seeds {cfg['seeds']}."))
-        methods = ", ".join(f"{m} {p}" if p else m for m, p in cfg["methods"].items())
-        out.append(Block("p", f"Methods: {methods or 'none'}."))
+                              f"{ds['split_seed']}); model **{model['name']}**{' (' + _words(kw) + ')' if kw else ''}; "
+                              f"training: {_words({k: v for k, v in tr.items() if k != 'seed'})}; seeds "
+                              f"{', '.join(map(str, cfg['seeds']))}."))
+        methods = "; ".join(f"{m} ({_words(p)})" if p else m for m, p in cfg["methods"].items())
+        out.append(Block("p", f"Methods (hyperparameters set in the config; the rest from the presets or the "
+                              f"defaults, see `unlearnkit methods NAME`): {methods or 'none'}."))
         if cfg.get("rum"):
             r = cfg["rum"]
             out.append(Block("p", f"RUM: variants {', '.join(r['variants'])} with {', '.join(r['methods']) or '-'}; "
@@ -66,88 +155,138 @@ def _setup_blocks(df: pd.DataFrame, ctx: Mapping[str, Any]) -> list[Block]:
     return out
 
 
+def _es_note(df: pd.DataFrame) -> str | None:
+    """The entanglement levels name distance bins; say how their ES actually ran."""
+    ent = df[df["forget_kind"].str.startswith("entanglement-")]
+    if ent["forget_kind"].nunique() < 2:
+        return None
+    es = ent.groupby("forget_kind")["es"].mean()
+    es = es.loc[kind_order(es.index)]
+    order = ", ".join(f"{k.removeprefix('entanglement-')} {v:.2f}" for k, v in es.items())
+    rising = bool(np.all(np.diff(es.to_numpy()) > 0))
+    return ("How to read the entanglement levels: they name bins of distance to the training centroid in the "
+            "original's embedding (low = near, high = far), not ES values. ES (higher = more entangled with the "
+            f"retain set = harder) per level here: {order}"
+            + (" - it rises with the level." if rising else " - so here the level names do NOT run with the ES: "
+               "a 'high' entanglement level is not the most entangled set. Read the ES, not the level name."))
+
+
 def build_blocks(df: pd.DataFrame, ctx: Mapping[str, Any]) -> list[Block]:
-    """Everything the report says, in order."""
-    blocks = _setup_blocks(df, ctx)
+    """Everything the report says, in order: summary first, set-up last."""
     failures = ctx.get("failures") or {}
+    warnings: list[str] = []
     if failures:
         roots = {k: v for k, v in failures.items() if not v.startswith("skipped: ")}
         shown = "; ".join(f"{k}: {v}" for k, v in list(roots.items())[:10])
         more = f" (and {len(roots) - 10} more)" if len(roots) > 10 else ""
-        blocks.append(Block("warn", f"{len(roots)} work units failed and {len(failures) - len(roots)} depending on "
-                                    f"them were skipped; their rows are missing (see failures.json): {shown}{more}"))
+        warnings.append(f"{len(roots)} work units failed and {len(failures) - len(roots)} depending on them were "
+                        f"skipped; their rows are missing (see failures.json): {shown}{more}")
+    mem_warn, fit_warn = _reliability(ctx)
+    warnings += [w for w in (fit_warn, mem_warn) if w]
+    seeds = df["seed"].nunique() if not df.empty else 0
+    if 0 < seeds < 3:
+        warnings.append(f"Only {seeds} seed(s): the 95% CIs are wide or undefined, so most verdicts can only be "
+                        "inconclusive.")
+    scores = ctx.get("scores")
+    verdicts = _verdict_table(findings(df, scores)) if not df.empty else pd.DataFrame()
+    blocks = _summary_blocks(df, ctx, verdicts, warnings)
     if df.empty:
         blocks.append(Block("p", "No results yet."))
         return blocks
-    scores = ctx.get("scores")
-    blocks.append(Block("h2", "Findings of the papers, checked on this run"))
-    f = pd.DataFrame([{"claim": x.claim, "status": x.status, "evidence": x.evidence} for x in findings(df, scores)])
-    blocks.append(Block("table", "", table=f))
 
     blocks.append(Block("h2", "Tug-of-War (mean ± 95% CI over seeds)"))
-    blocks.append(Block("table", "ToW: methods x forget sets (higher is better)", table=ci_pivot(df, "tow")[1]))
-    blocks.append(Block("table", "ToW-MIA", table=ci_pivot(df, "tow_mia")[1]))
+    for metric, caption in (("tow", "ToW: methods x forget sets (higher is better; bold = best in its column, "
+                                    "the original excluded; the original row is doing nothing)"),
+                            ("tow_mia", "ToW-MIA (the forget term from the MIA-efficacy gap)")):
+        means, text = ci_pivot(df, metric)
+        blocks.append(Block("table", caption, table=text, bold=_best_cells(means, higher=True)))
+    es_note = _es_note(df)
+    if es_note:
+        blocks.append(Block("p", es_note))
 
     blocks.append(Block("h2", "Figures"))
     info = ctx.get("memorization_info") or {}
     split_half = info.get("split_half")
-    if isinstance(split_half, Mapping):  # tolerate {"spearman": ...} layouts
+    if isinstance(split_half, Mapping):
         split_half = split_half.get("spearman")
+    gain, kinds = figs.gain_over_original(df)
     candidates = [
-        ("tow_vs_memorization", figs.tow_by_level(df, "memorization"), "ToW against memorization level."),
-        ("tow_vs_entanglement_level", figs.tow_by_level(df, "entanglement"), "ToW against entanglement level."),
-        ("tow_vs_es", figs.tow_vs_es(df), "ToW against the forget set's ES."),
+        ("tow_gain_over_original", figs.tow_gain(df),
+         f"ToW gain of each method over the original, paired by seed and forget set, on the {len(kinds)} forget "
+         f"sets every method ran on ({', '.join(kinds)}).", None),
+        ("tow_by_level", figs.tow_by_level(df),
+         "ToW per method against the difficulty level of the forget set; memorization solid, entanglement dashed "
+         "(levels name distance bins, see the ES note above); the grey lines are the original.", mem_warn),
+        ("tow_vs_es", figs.tow_vs_es(df), "ToW of each forget set against its ES, mean over methods (coloured) and "
+                                          "the original (grey).", None),
         ("memorization_histogram", figs.memorization_hist(ctx.get("memorization"), split_half),
-         "Memorization estimate and its split-half reliability."),
-        ("proxies_vs_memorization", figs.proxies_vs_memorization(scores), "Proxies against memorization."),
-        ("cost_vs_tow", figs.cost_vs_tow(df), "Quality against cost."),
+         "Memorization estimate and its split-half reliability.", mem_warn),
+        ("proxies_vs_memorization", figs.proxies_vs_memorization(scores), "Proxies against memorization.", mem_warn),
+        ("cost_vs_tow", figs.cost_vs_tow(df), "Quality against cost, on the common forget sets; the dashed line is "
+                                              "the original (cost 0).", None),
     ]
-    # The memorization unit reports the threshold it judged by (its one home is the estimator).
-    low = info.get("reliability_threshold")
-    if (split_half is not None and low is not None and not (isinstance(split_half, float) and math.isnan(split_half))
-            and split_half < low):
-        blocks.append(Block("warn", f"WARNING: the memorization estimate is unreliable here: split-half rank "
-                                    f"correlation {split_half:.2f} < {low} (K={info.get('k', '?')} models). "
-                                    f"Memorization levels are noisy; raise memorization.k for firmer results."))
     # extra_figures: {name: (png bytes, caption)}, e.g. the per-instance analysis's plots.
-    extra = [(n, p, c) for n, (p, c) in (ctx.get("extra_figures") or {}).items()]
-    for name, png, caption in candidates + extra:
+    extra = [(n, p, c, None) for n, (p, c) in (ctx.get("extra_figures") or {}).items()]
+    for name, png, caption, warn in candidates + extra:
         if png is not None:
+            if warn:  # the warning stands right above the figure it qualifies
+                blocks.append(Block("warn", "WARNING: " + warn))
             blocks.append(Block("fig", caption, png=png, name=name))
 
     blocks.append(Block("h2", "Cost as a ratio of retraining"))
-    blocks.append(Block("table", "wall time of the unlearning call (mean ± 95% CI); retraining = the reference",
-                        table=cost_table(df)))
+    cost = cost_table(df)
+    bold = set()
+    if not cost.empty:
+        ratio = cost["cost ratio"].map(lambda t: float(str(t).split(" ")[0]) if str(t)[0].isdigit() else math.nan)
+        bold = {(int(ratio.idxmin()), "cost ratio")} if ratio.notna().any() else set()
+    blocks.append(Block("table", "wall time of the unlearning call (mean ± 95% CI); retraining = the reference; "
+                                 "bold = cheapest", table=cost, bold=bold))
     blocks.append(Block("h2", "All results"))
     blocks.append(Block("table", "per forget set, method and variant (mean ± 95% CI over seeds)", table=summary(df)))
-    return blocks
+    return blocks + _setup_blocks(df, ctx)
 
 
 # --------------------------------------------------------------------------- rendering
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.warn{background:#fff3cd;border:1px solid #e0c060;padding:.6em}
-.held{color:#1a7f37;font-weight:bold}.nothold{color:#b42318;font-weight:bold}.nottested{color:#777}
-figure{margin:1em 0}figcaption{font-size:13px;color:#555}img{max-width:100%}"""
+CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222;line-height:1.4}
+.scroll{overflow-x:auto;margin:.3em 0 1.5em}table{border-collapse:collapse;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}th{background:#f3f3f3}
+td:first-child,th:first-child{text-align:left}td.text{text-align:left;white-space:normal;min-width:14em}
+td.best{font-weight:bold;background:#e8f3ea}.warn{background:#fff3cd;border:1px solid #e0c060;padding:.6em}
+.held{color:#1a7f37;font-weight:bold}.contradicted,.nothold{color:#b42318;font-weight:bold}
+.inconclusive,.nottested{color:#777}figure{margin:1em 0 2em}figcaption{font-size:13px;color:#555}img{max-width:100%}"""
+STATUS_CLASS = {"held": "held", "contradicted": "contradicted", "inconclusive": "inconclusive",
+                "not held": "nothold", "not tested": "nottested"}
+TEXT_COLUMNS = {"claim", "detail", "evidence"}  # free text: wraps; every other cell stays on one line
 
 
 def _md_inline(text: str) -> str:
-    # The only markup in block text is **bold**.
+    # The only markup in block text is **bold** and `code`.
     parts = html.escape(text).split("**")
-    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+    out = "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+    parts = out.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
-def _status_html(table: pd.DataFrame) -> str:
-    t = table.copy()
-    if "status" in t:
-        cls = {"held": "held", "not held": "nothold", "not tested": "nottested"}
-        t["status"] = [f'<span class="{cls.get(s, "")}">{html.escape(s)}</span>' for s in t["status"]]
-        escaped = {c: t[c].map(lambda v: html.escape(str(v))) for c in t.columns if c != "status"}
-        t = t.assign(**escaped)
-        return t.to_html(index=False, escape=False, border=0)
-    return t.to_html(index=t.index.name is not None, escape=True, border=0, na_rep="–")
+def _table_html(b: Block) -> str:
+    t = b.table.reset_index() if b.table.index.name is not None else b.table
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in t.columns)
+    rows = []
+    for i, rec in enumerate(t.itertuples(index=False)):
+        cells = []
+        for c, v in zip(t.columns, rec):
+            text = "–" if isinstance(v, float) and math.isnan(v) else str(v)
+            cls = ["best"] if (i, c) in b.bold else []
+            if c in TEXT_COLUMNS:
+                cls.append("text")
+            inner = html.escape(text)
+            if c in ("status", "verdict") and text in STATUS_CLASS:
+                inner = f'<span class="{STATUS_CLASS[text]}">{inner}</span>'
+            attr = f' class="{" ".join(cls)}"' if cls else ""
+            cells.append(f"<td{attr}>{inner}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
 def render_html(blocks: list[Block], title: str) -> str:
@@ -158,11 +297,11 @@ def render_html(blocks: list[Block], title: str) -> str:
         elif b.kind == "p":
             body.append(f"<p>{_md_inline(b.text)}</p>")
         elif b.kind == "warn":
-            body.append(f'<p class="warn">{html.escape(b.text)}</p>')
+            body.append(f'<p class="warn">{_md_inline(b.text)}</p>')
         elif b.kind == "table":
             if b.text:
                 body.append(f"<p><i>{html.escape(b.text)}</i></p>")
-            body.append(_status_html(b.table))
+            body.append(_table_html(b))
         elif b.kind == "fig":
             data = base64.b64encode(b.png).decode()
             body.append(f'<figure><img alt="{b.name}" src="data:image/png;base64,{data}">'
@@ -183,7 +322,11 @@ def render_markdown(blocks: list[Block], title: str, figure_dir: str = "figures"
         elif b.kind == "table":
             if b.text:
                 out += [f"*{b.text}*", ""]
-            out += [markdown_table(b.table, index=b.table.index.name is not None), ""]
+            t = b.table.reset_index() if b.table.index.name is not None else b.table.copy()
+            t = t.astype(object)
+            for i, c in b.bold:
+                t.iloc[i, list(t.columns).index(c)] = f"**{t.iloc[i, list(t.columns).index(c)]}**"
+            out += [markdown_table(t), ""]
         elif b.kind == "fig":
             out += [f"![{b.text}]({figure_dir}/{b.name}.png)", ""]
     return "\n".join(out)
