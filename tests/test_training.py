@@ -1,10 +1,13 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from unlearnkit import TrainConfig, UnlearnkitError, load_run, train_run
-from unlearnkit.training import augment_batch, make_config
+from unlearnkit.runs import new_model
+from unlearnkit.training import augment_batch, make_config, seed_everything
 
 
 def test_same_seed_same_weights(digits, tmp):
@@ -73,3 +76,32 @@ def test_augment_shapes_and_determinism():
     assert a.shape == x.shape and torch.equal(a, b)
     # Crop+flip keeps each image's values (up to the zero padding).
     assert (a.abs().sum() <= x.abs().sum() + 1e-5)
+
+
+def test_train_accuracy_and_until_fit(digits):
+    from unlearnkit.training import accuracy, train
+
+    x, y = digits.x_train[:300], digits.y_train[:300]
+    seed_everything(0)
+    model = new_model("mlp", digits, {"width": 32})
+    cfg = TrainConfig(epochs=60, lr=0.1, batch_size=32, weight_decay=0.0, schedule="constant", until_fit=1.0)
+    r = train(model, x, y, cfg)
+    assert r.epochs_run < 60 and r.train_accuracy == 1.0 == accuracy(model, x, y)
+    assert r.examples_processed == r.epochs_run * 300 and r.dynamics["epoch"].max() == r.epochs_run - 1
+    seed_everything(0)
+    capped = train(new_model("mlp", digits, {"width": 32}), x, y, cfg.model_copy(update={"epochs": 1}))
+    assert capped.epochs_run == 1 and capped.train_accuracy == accuracy(capped.model, x, y) < 1.0
+
+
+def test_cli_train_warns_when_the_model_does_not_fit(cli, tmp):
+    code, out, err = cli("train", "--epochs", "1", "--lr", "0.01", "--width", "8", "--out", tmp / "r", "-q")
+    assert code == 0 and "warning: the train accuracy is 0." in err and "--weight-decay 0" in err
+    code, _, err = cli("train", "--epochs", "40", "--until-fit", "0.9", "--weight-decay", "0", "--lr", "0.1",
+                       "--width", "32", "--fit-threshold", "0.9", "--out", tmp / "f", "-q")
+    assert code == 0 and "warning" not in err
+    meta = json.loads((tmp / "f" / "run.json").read_text())
+    assert meta["train"]["until_fit"] == 0.9 and meta["results"]["train_acc"] >= 0.9
+    for flags, msg in [(["--until-fit", "1.2"], "until_fit"), (["--until-fit", "0"], "until_fit"),
+                       (["--epochs", "0"], "epochs"), (["--fit-threshold", "0"], "fit threshold")]:
+        code, _, err = cli("train", *flags, "--out", tmp / "x", "-q")
+        assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err

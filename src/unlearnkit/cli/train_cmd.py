@@ -27,6 +27,12 @@ def train(
     weight_decay: float = typer.Option(5e-4, "--weight-decay"),
     augment: bool = flag("--augment", help="Random crop (pad 4) + horizontal flip."),
     seed: int = typer.Option(0, "--seed"),
+    until_fit: float = typer.Option(
+        None, "--until-fit", help="Stop once the accuracy on the training rows reaches ACC in (0, 1] (--epochs: the cap)."
+    ),
+    fit_threshold: float = typer.Option(
+        0.99, "--fit-threshold", help="Warn when the train accuracy is below this (memorization-based difficulty needs fit)."
+    ),
     split_seed: int = typer.Option(0, "--split-seed", help="Seed of the validation split."),
     val_fraction: float = typer.Option(0.1, "--val-fraction"),
     width: int = typer.Option(None, "--width", help="Model width (hidden units / base channels)."),
@@ -40,15 +46,18 @@ def train(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Train a model and write it as a run directory (weights, run.json, dynamics.parquet)."""
+    from unlearnkit.cli.output import print_warning
     from unlearnkit.data import load_dataset
+    from unlearnkit.difficulty.fit import check_fit
     from unlearnkit.io import read_index_file
     from unlearnkit.runs import train_run
     from unlearnkit.training import make_config
 
     cfg = make_config(
         epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
-        weight_decay=weight_decay, augment=augment, seed=seed,
+        weight_decay=weight_decay, augment=augment, seed=seed, until_fit=until_fit,
     )
+    check_fit(1.0, fit_threshold)  # a bad threshold fails before training
     excl = read_index_file(exclude)[0] if exclude else None
     data = load_dataset(
         dataset, data_root=data_root, val_fraction=val_fraction, split_seed=split_seed,
@@ -63,3 +72,6 @@ def train(
         f"trained {model} on {dataset}: train {r['train_acc']:.4f}  val {r['val_acc']:.4f}  "
         f"test {r['test_acc']:.4f}  ({r['seconds']:.1f} s) -> {out}"
     )
+    note = check_fit(r["train_acc"], fit_threshold, what="the train accuracy")
+    if note:
+        print_warning(note)
