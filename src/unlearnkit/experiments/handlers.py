@@ -49,7 +49,7 @@ def data_for(inputs: Mapping[str, Any], opts: Mapping[str, Any]) -> DataBundle:
 def _run(unit_dir: Path, opts: Mapping[str, Any]) -> Run:
     meta = read_json(unit_dir / RUN / "run.json")
     spec = {k: meta["dataset"][k] for k in ("name", "val_fraction", "split_seed", "options")}
-    return load_run(unit_dir / RUN, data=data_for({"data": spec}, opts))
+    return load_run(unit_dir / RUN, device=opts.get("device", "auto"), data=data_for({"data": spec}, opts))
 
 
 def _forget(unit_dir: Path, data: DataBundle) -> ForgetSet:

@@ -6,7 +6,10 @@ its scores (memorization, estimated once for the config, joins them); build
 every forget set from θ_o(s) with seed s (recording its ES on θ_o(s)); retrain
 the reference θ_r(s, S) on D \\ S with seed s (the ``retrain`` method); run every
 method, RUM variant and SISA with seed s; evaluate every model, the reference
-and θ_o itself on S, D \\ S and the test set.
+and θ_o itself on S, D \\ S and the test set. SISA is exact by design: its rows
+are scored against its own exact reference, the SISA ensemble trained without S
+(seed s), and the single-model retrain's test accuracy and time sit beside
+them (``retrain_test_acc``, ``retrain_seconds``) for its accuracy loss and cost.
 
 Rows of ``method == "original"`` are θ_o itself (no unlearning, 0 seconds):
 the ToW a method must beat to have done anything.
@@ -34,6 +37,9 @@ class Row:
     reference: WorkUnit
     reference_eval: WorkUnit
     forget: WorkUnit
+    # The single-model retrain when ``reference`` is another one (SISA's own).
+    retrain: WorkUnit | None = None
+    retrain_eval: WorkUnit | None = None
 
 
 @dataclass
@@ -85,9 +91,9 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
         sisa = None
         if "sisa" in cfg.methods:
             s = cfg.sisa
-            sisa = unit("sisa_train", {**base, "training": {**recipe, "seed": seed, "epochs": s.epochs or recipe["epochs"]},
-                                       "shards": s.shards, "slices": s.slices, "aggregate": s.aggregate},
-                        label=f"seed {seed}")
+            sisa_in = {**base, "training": {**recipe, "seed": seed, "epochs": s.epochs or recipe["epochs"]},
+                       "shards": s.shards, "slices": s.slices, "aggregate": s.aggregate}
+            sisa = unit("sisa_train", sisa_in, label=f"seed {seed}")
         for spec in cfg.forget_specs():
             fu = forget_of(seed, spec)
             ins = cfg.instances
@@ -97,7 +103,8 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
                                  {"run": scores, "forget": fu}, label=f"{spec.label} seed {seed}")
 
             def evaluation(model_unit: WorkUnit, what: str) -> WorkUnit:
-                return unit("evaluate", {"mia_max_per_side": cfg.metrics.mia_max_per_side, "seed": seed},
+                return unit("evaluate", {"mia_max_per_side": cfg.metrics.mia_max_per_side,
+                                         "mia_repeats": cfg.metrics.mia_repeats, "seed": seed},
                             {"model": model_unit, "forget": fu}, label=f"{what} {spec.label} seed {seed}")
 
             ref = unit("unlearn", {"method": "retrain", "params": {}, "seed": seed}, {"run": train, "forget": fu},
@@ -106,6 +113,11 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
 
             def row(method: str, variant: str, model_unit: WorkUnit | None, eval_of: WorkUnit) -> None:
                 setup = {"forget_kind": spec.label, "method": method, "variant": variant, "seed": seed}
+                if method == "sisa" and variant == "vanilla" and sisa is not None:
+                    exact = unit("sisa_train", sisa_in, {"forget": fu}, label=f"sisa without {spec.label} seed {seed}")
+                    rows.append(Row(setup, model_unit, evaluation(eval_of, f"{method}/{variant}"), exact,
+                                    evaluation(exact, "sisa retrain"), fu, ref, ref_eval))
+                    return
                 rows.append(Row(setup, model_unit, evaluation(eval_of, f"{method}/{variant}"), ref, ref_eval, fu))
 
             row(ORIGINAL, "vanilla", None, train)
@@ -142,7 +154,8 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
                               {"run": scores, "forget": fu, **({"tuning": tu} if tu else {})},
                               label=f"{variant} {method} {spec.label} seed {seed}")
                     row(method, variant, ru, ru)
-    roots = [r.evaluation for r in rows] + [r.reference_eval for r in rows] + scores_units + ([instances] if instances else [])
+    roots = [r.evaluation for r in rows] + [r.reference_eval for r in rows] + scores_units
+    roots += [r.retrain_eval for r in rows if r.retrain_eval is not None] + ([instances] if instances else [])
     return Plan(rows, closure(roots), mem, scores_units, instances)
 
 

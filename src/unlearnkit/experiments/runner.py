@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from unlearnkit.experiments.config import BenchConfig
@@ -37,18 +38,37 @@ class Outcome:
 
 
 def collect_results(plan: Plan, root: Path, cfg: BenchConfig) -> pd.DataFrame:
-    """The results table from the finished units (rows whose units failed are left out)."""
+    """The results table from the finished units (rows whose units failed are left out).
+
+    With ``metrics.pairing: mean`` every row is scored against the mean of its
+    kind of reference (single retrain or SISA's own) over all seeds of its forget kind.
+    """
     rows = []
+    done = []
     for r in plan.rows:
         needed = [r.evaluation, r.reference, r.reference_eval, r.forget] + ([r.model] if r.model else [])
-        if not all(u.done(root) for u in needed):
-            continue
+        needed += [u for u in (r.retrain, r.retrain_eval) if u is not None]
+        if all(u.done(root) for u in needed):
+            done.append(r)
+    ref_of = {id(r): r.reference_eval.record(root)["summary"] for r in done}
+    if cfg.metrics.pairing == "mean":
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in done:
+            groups.setdefault((r.setup["forget_kind"], r.reference.kind), []).append(ref_of[id(r)])
+        means = {k: {m: float(np.mean([g[m] for g in v])) for m in ("forget_acc", "retain_acc", "test_acc",
+                                                                      "mia_efficacy", "mia_auc")}
+                 for k, v in groups.items()}
+        ref_of = {id(r): means[(r.setup["forget_kind"], r.reference.kind)] for r in done}
+    for r in done:
         fs = r.forget.record(root)["summary"]
         ref = r.reference.record(root)["summary"]
         model = r.model.record(root)["summary"] if r.model else {"seconds": 0.0, "examples_processed": 0}
         setup = {"dataset": cfg.dataset.name, "model": cfg.model.name, "forget_size": fs["size"], "es": fs["es"], **r.setup}
-        row = result_row(setup, r.evaluation.record(root)["summary"], r.reference_eval.record(root)["summary"],
-                         model["seconds"], ref["seconds"], model.get("examples_processed"))
+        retrain = retrain_s = None
+        if r.retrain is not None and r.retrain_eval is not None:
+            retrain, retrain_s = r.retrain_eval.record(root)["summary"], r.retrain.record(root)["summary"]["seconds"]
+        row = result_row(setup, r.evaluation.record(root)["summary"], ref_of[id(r)],
+                         model["seconds"], ref["seconds"], model.get("examples_processed"), retrain, retrain_s)
         rows.append({**row, "params": json.dumps(model.get("params", {}), sort_keys=True)})
     return results_frame(rows)
 
