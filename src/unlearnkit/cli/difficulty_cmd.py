@@ -101,21 +101,27 @@ def by_score(
 
 @forget_app.command("by-entanglement", epilog=examples(
     "unlearnkit forget-set by-entanglement --run runs/orig --level low --size 100 --out f-es-low.json",
+    "unlearnkit forget-set by-entanglement -r runs/orig --level high -n 100 --construction rum-bins --out f-rum.json",
 ))
 def by_entanglement(
     run: Path = RUN,
-    bins: int = typer.Option(15, "--bins", help="Equal bins of distance to the training centroid."),
-    level: str = typer.Option(..., "--level", help="low | medium | high (bins 3, 12, 14 of 15)."),
-    size: int = typer.Option(..., "--size", "-n", help="Number of examples (sampled from the bin)."),
+    level: str = typer.Option(..., "--level", help="low | medium | high | mix (ordered by measured ES)."),
+    size: int = typer.Option(..., "--size", "-n", help="Number of examples."),
+    construction: str = typer.Option(
+        "es-quantiles", "--construction",
+        help="es-quantiles (built to target ES) | rum-bins (RUM: first n of bin 3/12/14 of --bins).",
+    ),
+    bins: int = typer.Option(15, "--bins", help="rum-bins: equal bins of distance to the training centroid."),
     out: Path = typer.Option(..., "--out", "-o", help="Forget file to write (.json keeps provenance)."),
     seed: int = SEED,
     data_root: str = DATA_ROOT,
 ) -> None:
-    """Forget set sampled from one bin of distance to the training centroid (low = far = least entangled)."""
+    """Forget set at an entanglement level: its Entanglement Score with the rest, low < medium < high."""
     from unlearnkit.difficulty import forget_by_entanglement
     from unlearnkit.runs import load_run
 
-    _save(forget_by_entanglement(load_run(run, data_root=data_root), bins, level, size, seed), out)
+    _save(forget_by_entanglement(load_run(run, data_root=data_root), bins, level, size, seed,
+                                 construction=construction), out)
 
 
 @app.command("analyze-instances", epilog=examples(
