@@ -153,12 +153,18 @@ def test_cli(run, cli, tmp):
     saved = json.loads((tmp / "f.json").read_text())
     assert len(fs) == 25 and saved["kind"] == "score:loss-high" and "es" in saved and "score_stats" in saved
     code, out, _ = cli("forget-set", "by-entanglement", "--run", run.path, "--bins", 10, "--level", "medium",
-                       "--size", 20, "--seed", 3, "--out", tmp / "e.json")
+                       "--size", 20, "--construction", "rum-bins", "--out", tmp / "e.json")
     assert code == 0 and json.loads((tmp / "e.json").read_text())["bin"] == entanglement_bin("medium", 10)
+    code, out, _ = cli("forget-set", "by-entanglement", "--run", run.path, "--level", "mix", "--size", 21,
+                       "--seed", 3, "--out", tmp / "m.json")
+    saved = json.loads((tmp / "m.json").read_text())
+    assert code == 0 and "entanglement-mix" in out and saved["construction"] == "es-quantiles"
+    assert set(saved["parts"]) == {"low", "medium", "high"}
     for args, msg in [
         (["by-score", "--score", "loss", "--level", "high", "--size", 99999], "larger than"),
         (["by-score", "--score", "nope", "--level", "high", "--size", 5], "unknown score"),
         (["by-entanglement", "--level", "middle", "--size", 5], "unknown level"),
+        (["by-entanglement", "--level", "low", "--size", 5, "--construction", "kmeans"], "unknown construction"),
     ]:
         code, _, err = cli("forget-set", args[0], "--run", run.path, *args[1:], "--out", tmp / "x.json")
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
