@@ -229,7 +229,7 @@ TUNED_BENCH = {
 }
 
 
-def test_bench_tunes_once_per_forget_kind_and_records_params(tmp):
+def test_bench_tunes_once_per_forget_kind_and_records_params(cli, tmp):
     from unlearnkit.experiments import read_results, run_bench, validate_config
 
     cfg = validate_config(TUNED_BENCH)
@@ -256,6 +256,12 @@ def test_bench_tunes_once_per_forget_kind_and_records_params(tmp):
         assert {k: params[k] for k in chosen[kind]} == chosen[kind] and params["batch_size"] == 64
     assert (df.loc[df["method"] == "original", "params"] == "{}").all()
     assert run_bench(cfg, tmp / "b", report=False).units_run == 0  # tuning is cached work
+    code, out, err = cli("tune-presets", tmp / "b", "--update-preset", tmp / "p.json")
+    assert code == 0, err
+    preset = read_json(tmp / "p.json")
+    assert preset["mlp"]["random"]["finetune"] == chosen["random"]
+    assert preset["mlp"]["memorization-high"]["finetune"] == chosen["confidence-high"]  # a proxy's high set
+    assert "tune-presets b" in preset["_provenance"]["mlp/random/finetune"]["command"]
     with pytest.raises(UnlearnkitError, match="tuning.methods.0: 'retrain' is exact"):
         validate_config({**TUNED_BENCH, "methods": {"finetune": {}, "retrain": {}},
                          "tuning": {"methods": ["retrain"]}})

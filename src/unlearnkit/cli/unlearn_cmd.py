@@ -159,3 +159,27 @@ def tune(
     if res.collapsed_to:
         console.print(f"warning: the chosen {method} setting behaves exactly like {res.collapsed_to} "
                       f"(flagged as collapsed_to in the output{' and the preset' if update_preset_file else ''})")
+
+
+@app.command("tune-presets", epilog=examples(
+    "unlearnkit tune-presets bench-out --update-preset src/unlearnkit/presets/digits.json",
+))
+def tune_presets(
+    bench: Path = typer.Argument(..., help="Output directory of a bench whose config has a tuning: block."),
+    update_preset_file: Path = typer.Option(..., "--update-preset", help="Preset JSON to merge every tuned method and kind into."),
+) -> None:
+    """Write a bench's tuned settings (per forget kind) into a preset file, with provenance."""
+    from unlearnkit.methods import METHODS
+    from unlearnkit.methods.presets import load_presets
+    from unlearnkit.meta.tune import presets_from_bench
+
+    if update_preset_file.exists():
+        load_presets(path=update_preset_file, methods=METHODS)  # a bad preset file fails before anything is written
+    cfg_name = (bench / "config.json")
+    if not cfg_name.exists():
+        raise UnlearnkitError(f"{bench}: not a bench output directory (no config.json)")
+    command = f"unlearnkit bench CONFIG --out {bench.name}; unlearnkit tune-presets {bench.name} --update-preset {update_preset_file.name}"
+    written = presets_from_bench(bench, update_preset_file, command=command)
+    for model, kind, method in written:
+        console.print(f"{model}/{kind}/{method}")
+    console.print(f"{len(written)} tuned settings -> {update_preset_file}")

@@ -250,7 +250,8 @@ def validation_forget_set(
     check_like(run, like)
     pool = _pool(run, like, avoid)
     by = by or like.meta.get("score")
-    meta: dict[str, Any] = {"kind": "validation", "like": like.meta.get("label") or like.kind, "like_sha256": like.sha256,
+    meta: dict[str, Any] = {"kind": "validation", "like": like.meta.get("label") or like.kind, "like_kind": like.kind,
+                            "like_sha256": like.sha256,
                             "seed": int(seed), "avoided": avoided}
     if like.kind == "class":
         chosen = _class_like(run, like, pool, seed)
@@ -556,3 +557,30 @@ def update_preset(path: str | Path, result: TuneResult, *, dataset: str, model: 
         "max_cost": result.max_cost,
         "collapsed_to": result.collapsed_to,
     })
+
+
+def presets_from_bench(bench_dir: str | Path, path: str | Path, *, command: str) -> list[tuple[str, str, str]]:
+    """Merge every finished ``tune`` unit of the bench in ``bench_dir`` into the preset file
+    ``path`` (under the bench's model family and each unit's forget kind), with provenance
+    naming ``command``; returns the (model, kind, method) entries written."""
+    from unlearnkit.data import ForgetSet
+    from unlearnkit.methods.presets import ANY, preset_kind
+
+    bench_dir = Path(bench_dir)
+    cfg = read_json(bench_dir / "config.json")
+    model = cfg["model"]["name"]
+    written = []
+    for unit in sorted((bench_dir / "units" / "tune").glob("*/unit.json")):
+        res = read_json(unit.parent / "tune.json")
+        v = res["validation_forget"]
+        kind = preset_kind(v.get("like_kind")) if "like" in v else ANY
+        result = TuneResult(res["method"], res["chosen"], res["tow"], pd.DataFrame(res["grid"]),
+                            ForgetSet(np.asarray(v["indices"]), {k: x for k, x in v.items() if k != "indices"}),
+                            res["reference"], res["seed"], res["search_grid"], res["max_cost"], res["cost"],
+                            res["collapsed_to"])
+        update_preset(path, result, dataset=cfg["dataset"]["name"], model=model, kind=kind,
+                      command=f"{command} (tune unit '{read_json(unit)['label']}')", train=cfg["training"])
+        written.append((model, kind, res["method"]))
+    if not written:
+        raise UnlearnkitError(f"{bench_dir}: no finished tune units (does its config have a tuning: block?)")
+    return written
