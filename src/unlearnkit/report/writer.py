@@ -75,12 +75,15 @@ def _reliability(ctx: Mapping[str, Any]) -> tuple[str | None, str | None]:
     if isinstance(split_half, Mapping):  # tolerate {"spearman": ...} layouts
         split_half = split_half.get("spearman")
     low = info.get("reliability_threshold")  # the memorization unit reports the threshold it judged by
-    mem = None
-    if (isinstance(split_half, (int, float)) and low is not None and not math.isnan(split_half)
+    problems = list(info.get("warnings") or [])  # the estimator's own list, when it gives one
+    if (not problems and isinstance(split_half, (int, float)) and low is not None and not math.isnan(split_half)
             and split_half < low):
-        mem = (f"The memorization estimate is unreliable here: split-half rank correlation {split_half:.2f} < {low} "
-               f"(K = {info.get('k', '?')} models). Forget sets by memorization level, the findings about them and "
-               f"the proxies' correlations are noisy; raise memorization.k for firmer results.")
+        problems.append(f"split-half rank correlation {split_half:.2f} < {low} (K = {info.get('k', '?')} models)")
+    mem = None
+    if problems:
+        mem = ("The memorization estimate is unreliable here: " + "; ".join(problems) + ". Forget sets by "
+               "memorization level, the findings about them and the proxies' correlations inherit this; raise "
+               "memorization.k for firmer results.")
     fit = (ctx.get("original_fit") or {}).get("warning")
     return mem, fit
 
@@ -94,8 +97,9 @@ def _summary_blocks(df: pd.DataFrame, ctx: Mapping[str, Any], verdicts: pd.DataF
     ds = (cfg.get("dataset") or {}).get("name") or (df["dataset"].iloc[0] if not df.empty else "?")
     model = (cfg.get("model") or {}).get("name") or (df["model"].iloc[0] if not df.empty else "?")
     fit = (ctx.get("original_fit") or {}).get("train_accuracy") or {}
-    fit_text = (f" (train accuracy of the original {min(fit.values()):.3f}"
-                + (f"-{max(fit.values()):.3f}" if len(fit) > 1 else "") + ")") if fit else ""
+    lo_fit, hi_fit = (min(fit.values()), max(fit.values())) if fit else (None, None)
+    fit_text = (f" (train accuracy of the original {lo_fit:.3f}" + (f"-{hi_fit:.3f}" if hi_fit != lo_fit else "")
+                + (" in every seed" if len(fit) > 1 and hi_fit == lo_fit else "") + ")") if fit else ""
     out = [Block("h2", "Summary"),
            Block("p", f"**What was run:** {model} on {ds}{fit_text}; {len(seeds)} seeds; {len(kinds)} forget sets "
                       f"({', '.join(kinds)}); {len(methods)} methods and variants, each compared with a model "
