@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from unlearnkit.errors import UnlearnkitError
+from unlearnkit.errors import ConfigError, DataError, UnlearnkitError
 
 if TYPE_CHECKING:  # imported where used, so that listing datasets does not load torch
     import torch
@@ -88,13 +89,20 @@ class DataBundle:
         return np.nonzero(mask)[0]
 
 
+def check_seed(seed: Any, what: str = "seed") -> int:
+    """``seed`` as an int >= 0 (what NumPy's generators accept); otherwise a one-line ConfigError."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ConfigError(f"{what} must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
 def split_validation(
     n: int, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Deterministically split ``range(n)`` into sorted (train, validation) positions."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise UnlearnkitError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    rng = np.random.default_rng(seed)
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real) or not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
+    rng = np.random.default_rng(check_seed(seed, "split_seed"))
     perm = rng.permutation(n)
     n_val = int(round(n * val_fraction))
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
@@ -131,6 +139,10 @@ def make_bundle(
     for what, x, y in (("train", xt, yt), ("test", xte, yte)):
         if len(x) != len(y):
             raise UnlearnkitError(f"make_bundle: x_{what} has {len(x)} rows but y_{what} has {len(y)}")
+        bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1) if x.is_floating_point() and len(x) else None
+        if bad is not None and bool(bad.any()):  # named here, not as "loss became nan" in training
+            raise DataError(f"make_bundle: x_{what} holds NaN or infinite values in {int(bad.sum())} row(s), "
+                            f"the first at row {int(bad.nonzero()[0, 0])}")
     tr, va = split_validation(len(yt), val_fraction, split_seed)
     num_classes = check_num_classes(num_classes, yt, yte)
     bundle = DataBundle(

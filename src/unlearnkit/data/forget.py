@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from unlearnkit.data.base import DataBundle
+from unlearnkit.data.base import DataBundle, check_seed
 from unlearnkit.errors import DataError, UnlearnkitError
 from unlearnkit.io import read_index_file, sha256_indices, write_index_file
 
@@ -89,7 +89,7 @@ def random_forget_set(data: DataBundle, size: int, seed: int, class_balanced: bo
     n = data.n_train
     if size <= 0 or size > n:
         raise UnlearnkitError(f"forget-set size must be in 1..{n} (the training set of {data.name}), got {size}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     idx = data.index_train.numpy()
     if not class_balanced:
         chosen = rng.choice(idx, size=size, replace=False)
