@@ -111,3 +111,18 @@ def test_npo_runs_on_a_classifier(digits):
     lp = lambda m: -per_example_loss(m(digits.x_train[pos]), digits.y_train[pos]).mean()  # noqa: E731
     with torch.no_grad():
         assert float(lp(out.model)) < float(lp(model))
+
+
+def test_cli_sequence_run_refusals_are_one_line(tmp_path, cli):
+    run = tmp_path / "seq"
+    code, out, err = cli("train", "-d", "markov", "-m", "transformer", "-O", "n_train=120", "-O", "length=8",
+                         "-O", "states=4", "--val-fraction", "0", "--optimizer", "adamw", "--epochs", "1", "--out", run,
+                         "--quiet")
+    assert code == 0, err
+    forget = tmp_path / "f.txt"
+    forget.write_text("1\n2\n")
+    for args in (["unlearn", "--run", run, "--forget", forget, "--method", "salun", "--out", tmp_path / "u"],
+                 ["evaluate", "--model", run, "--forget", forget, "--out", tmp_path / "m.json"]):
+        code, out, err = cli(*args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "next_token" in err or "sequence model" in err, err

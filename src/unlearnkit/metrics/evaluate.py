@@ -314,6 +314,11 @@ def evaluate_model(
             raise UnlearnkitError("evaluate_model: pass the data a bare model is evaluated on")
         model = run_or_model
         excluded = np.zeros(0, np.int64) if original_excluded is None else original_excluded
+    if getattr(model, "objective", "classify") == "next_token":
+        raise UnlearnkitError(
+            "evaluate: this is a sequence model (next-token objective); score it with "
+            "unlearnkit.metrics.sequence.evaluate_sequence_model (see docs/language.md)"
+        )
     forget_pos = forget.check(data)
     other = np.setdiff1d(np.asarray(excluded, dtype=np.int64), forget.indices)
     retain_pos = data.complement(np.concatenate([forget_pos, data.positions(other, what="excluded indices")]))
@@ -354,7 +359,7 @@ def load_runs(
     *,
     data: DataBundle | None = None,
     data_root: str | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     what: str = "model",
 ) -> list[Run]:
     """Load run directories that share one dataset, loading the data once.
