@@ -18,8 +18,9 @@ import pandas as pd
 
 from unlearnkit.io import atomic_write
 from unlearnkit.report import figures as figs
+from unlearnkit.report.findings import findings, noise_warnings
 from unlearnkit.report.tables import (
-    ORIGINAL, ci_pivot, cost_table, findings, kind_order, markdown_table, row_label, summary,
+    ORIGINAL, ci_pivot, cost_table, kind_order, markdown_table, row_label, summary,
 )
 
 
@@ -191,6 +192,8 @@ def build_blocks(df: pd.DataFrame, ctx: Mapping[str, Any]) -> list[Block]:
     if 0 < seeds < 3:
         warnings.append(f"Only {seeds} seed(s): the 95% CIs are wide or undefined, so most verdicts can only be "
                         "inconclusive.")
+    noise = noise_warnings(df) if not df.empty else []
+    warnings += noise
     scores = ctx.get("scores")
     verdicts = _verdict_table(findings(df, scores)) if not df.empty else pd.DataFrame()
     blocks = _summary_blocks(df, ctx, verdicts, warnings)
@@ -203,6 +206,8 @@ def build_blocks(df: pd.DataFrame, ctx: Mapping[str, Any]) -> list[Block]:
                                     "the original excluded; the original row is doing nothing)"),
                             ("tow_mia", "ToW-MIA (the forget term from the MIA-efficacy gap)")):
         means, text = ci_pivot(df, metric)
+        if metric == "tow_mia":  # the MIA noise warnings stand above the table they qualify
+            blocks += [Block("warn", "WARNING: " + w) for w in noise]
         blocks.append(Block("table", caption, table=text, bold=_best_cells(means, higher=True)))
     es_note = _es_note(df)
     if es_note:
