@@ -49,6 +49,7 @@ from unlearnkit.training import (
     make_scheduler,
     per_example_correct,
     per_example_loss,
+    resolve_device,
     seed_everything,
     targets_for,
     train,
@@ -326,7 +327,7 @@ def train_ensemble(
     seeds: Sequence[int],
     *,
     mode: EnsembleMode = "auto",
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "auto",
     measure_fit: bool = True,
     quiet: bool = True,
     desc: str = "ensemble",
@@ -352,7 +353,7 @@ def train_ensemble(
         raise UnlearnkitError(f"ensemble: subsets must be non-empty and of one size, got sizes {sorted(sizes)}")
     if mode not in ("auto", "stacked", "loop"):
         raise UnlearnkitError(f"unknown ensemble mode '{mode}'; choose auto, stacked or loop")
-    device = torch.device(device)
+    device = resolve_device(device)
     models = _initial_models(build, seeds)
     probe = x[subsets[0][:2]]
     if mode == "auto":

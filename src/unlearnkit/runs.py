@@ -294,7 +294,7 @@ def load_weights(path: Path, meta: dict[str, Any], model: nn.Module) -> None:
 def load_run(
     path: str | Path,
     data_root: str | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     data: DataBundle | None = None,
 ) -> Run:
     """Load a run directory: model (weights checked by sha256) and its data.

@@ -66,5 +66,6 @@ def flag(*names: str, help: str) -> typer.models.OptionInfo:  # noqa: A002 (type
 # -n --size, -q --quiet.
 DATA_ROOT = typer.Option(None, "--data-root", help="Directory searched first for dataset files.")
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda (auto takes a GPU when there is one).")
+AMP = flag("--amp", help="Mixed precision (bfloat16 autocast) in the training loop; for GPUs.")
 QUIET = flag("--quiet", "-q", help="No progress bars.")
 OVERWRITE = flag("--overwrite", help="Replace an existing output.")

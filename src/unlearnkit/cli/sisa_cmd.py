@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples
+from unlearnkit.cli.app import AMP, DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples
 
 
 @app.command("train-sisa", epilog=examples(
@@ -33,6 +33,7 @@ def train_sisa_cmd(
     exclude: Path = typer.Option(None, "--exclude", help="Index file: these indices go in no shard."),
     data_root: str = DATA_ROOT,
     device: str = DEVICE,
+    amp: bool = AMP,
     quiet: bool = QUIET,
     overwrite: bool = OVERWRITE,
 ) -> None:
@@ -42,7 +43,7 @@ def train_sisa_cmd(
     from unlearnkit.methods.sisa import train_sisa
     from unlearnkit.training import make_config
 
-    cfg = make_config(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+    cfg = make_config(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, amp=amp)
     excl = read_index_file(exclude)[0] if exclude else None
     data = load_dataset(dataset, data_root=data_root, val_fraction=val_fraction, split_seed=split_seed)
     run = train_sisa(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples, flag
+from unlearnkit.cli.app import AMP, DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples, flag
 from unlearnkit.cli.params import parse_assignments
 
 
@@ -26,6 +26,7 @@ def train(
     schedule: str = typer.Option("cosine", "--schedule", help="cosine | step | constant"),
     weight_decay: float = typer.Option(5e-4, "--weight-decay"),
     augment: bool = flag("--augment", help="Random crop (pad 4) + horizontal flip."),
+    amp: bool = AMP,
     seed: int = typer.Option(0, "--seed"),
     until_fit: float = typer.Option(
         None, "--until-fit", help="Stop once the accuracy on the training rows reaches ACC in (0, 1] (--epochs: the cap)."
@@ -55,7 +56,7 @@ def train(
 
     cfg = make_config(
         epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
-        weight_decay=weight_decay, augment=augment, seed=seed, until_fit=until_fit,
+        weight_decay=weight_decay, augment=augment, seed=seed, until_fit=until_fit, amp=amp,
     )
     check_fit(1.0, fit_threshold)  # a bad threshold fails before training
     excl = read_index_file(exclude)[0] if exclude else None

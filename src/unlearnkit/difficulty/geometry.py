@@ -16,7 +16,7 @@ from unlearnkit.data import ForgetSet
 from unlearnkit.difficulty.scores import ScoreContext, register_score, trained_positions
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.runs import Run
-from unlearnkit.training import predict_embeddings
+from unlearnkit.training import predict_embeddings, resolve_device
 from unlearnkit.task import Task
 
 # Per-example gradients of one chunk hold chunk x n_params floats; keep that under ~200 MB.
@@ -67,7 +67,7 @@ def nearest_other_class_distance(embeddings: torch.Tensor, y: torch.Tensor, chun
 
 
 def per_example_grad_sq_norms(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device | str = "cpu", chunk: int | None = None
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device | str = "auto", chunk: int | None = None
 ) -> np.ndarray:
     """Squared norm of each example's cross-entropy gradient w.r.t. all parameters, ``[n]``.
 
@@ -78,6 +78,7 @@ def per_example_grad_sq_norms(
     pass; other models use ``torch.func.vmap(grad(...))``, which materialises
     every example's gradient.
     """
+    device = resolve_device(device)
     model = model.to(device).eval()
     n_params = sum(p.numel() for p in model.parameters())
     if _linear_only(model):

@@ -307,7 +307,7 @@ def estimate_memorization(
     ensemble: EnsembleMode = "auto",
     block_size: int | None = None,
     threads: int = 1,
-    device: str = "cpu",
+    device: str = "auto",
     quiet: bool = True,
 ) -> MemorizationResult:
     """Train ``k`` models on random ``fraction``-subsets and estimate every training example's memorization.

@@ -32,7 +32,7 @@ from unlearnkit.difficulty.memorization import load_memorization
 from unlearnkit.difficulty.scores import ScoreContext, register_score
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.runs import Run
-from unlearnkit.training import TrainConfig, predict_logits, train
+from unlearnkit.training import TrainConfig, predict_logits, resolve_device, train
 
 HOLDOUT_EPOCHS = 5
 HOLDOUT_LR_FACTOR = 0.1  # fine-tune at a tenth of the run's learning rate, constant schedule
@@ -58,11 +58,12 @@ def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> np.ndarray:
 
 def holdout_retraining(
     model: nn.Module, x: torch.Tensor, x_holdout: torch.Tensor, y_holdout: torch.Tensor, cfg: TrainConfig,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "auto",
 ) -> np.ndarray:
     """Symmetric KL, per row of ``x`` ``[n, ...]``, between ``model`` and a copy of it
     fine-tuned on the held-out ``(x_holdout, y_holdout)`` with ``cfg``; ``[n]`` (nats).
     High => the example's prediction relied on training on it => higher memorization."""
+    device = resolve_device(device)
     tuned = copy.deepcopy(model)
     train(tuned, x_holdout, y_holdout, cfg, device=device, record_dynamics=False, desc="holdout fine-tune")
     return symmetric_kl(predict_logits(model, x, device=device), predict_logits(tuned, x, device=device))
@@ -70,7 +71,7 @@ def holdout_retraining(
 
 def loss_curvature(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, h: float = CURVATURE_H,
-    batch_size: int = CURVATURE_BATCH, device: torch.device | str = "cpu",
+    batch_size: int = CURVATURE_BATCH, device: torch.device | str = "auto",
 ) -> np.ndarray:
     """Input-space loss curvature ``||∇x ℓ(x + h·v) − ∇x ℓ(x)||`` per example, ``[n]``.
 
@@ -79,6 +80,7 @@ def loss_curvature(
     the summed batch loss w.r.t. the inputs is every example's own gradient.
     High => higher memorization.
     """
+    device = resolve_device(device)
     model = model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)

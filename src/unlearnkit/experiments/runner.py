@@ -23,6 +23,7 @@ from unlearnkit.experiments.plan import Plan, build_plan
 from unlearnkit.experiments.schedule import execute
 from unlearnkit.experiments.store import result_row, results_frame, write_results
 from unlearnkit.io import write_json
+from unlearnkit.training import resolve_device
 
 
 @dataclass
@@ -96,6 +97,7 @@ def run_bench(
     addr = address if address is not None else cfg.executor.address
     opts = {"device": device or cfg.device, "data_root": cfg.dataset.data_root, "executor": ex, "address": addr,
             "quiet": quiet, "threads": cfg.executor.threads}
+    resolve_device(opts["device"])  # --device cuda without a GPU: one line now, not one per unit
     with BenchLock(out, notify=log):
         write_json(out / "config.json", cfg.model_dump(by_alias=True))
         plan = build_plan(cfg, opts)
