@@ -1,10 +1,9 @@
-"""Tables from the results DataFrame: means with 95% CIs over seeds, cost, and the
-papers' findings as checks (held / not held / not tested on this run)."""
+"""Tables from the results DataFrame: means with 95% CIs over seeds and cost. The
+papers' findings (paired verdicts) live in :mod:`unlearnkit.report.findings`."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -92,74 +91,6 @@ def cost_table(df: pd.DataFrame) -> pd.DataFrame:
             "_sort": float(np.nanmean(g["cost_ratio"])),
         })
     return pd.DataFrame(out).sort_values("_sort").drop(columns="_sort").reset_index(drop=True) if out else pd.DataFrame()
-
-
-# --------------------------------------------------------------------------- findings as checks
-
-
-@dataclass
-class Finding:
-    claim: str
-    status: str  # "held", "not held" or "not tested"
-    evidence: str
-
-
-def _mean(x) -> float:
-    x = np.asarray(x, dtype=np.float64)
-    return float(np.nanmean(x)) if x.size and not np.isnan(x).all() else math.nan
-
-
-def _compare(claim: str, a: float, b: float, a_name: str, b_name: str, lower_wins: bool = False) -> Finding:
-    if math.isnan(a) or math.isnan(b):
-        return Finding(claim, "not tested", f"needs both {a_name} and {b_name} rows")
-    held = a < b if lower_wins else a > b
-    return Finding(claim, "held" if held else "not held", f"{a_name} {a:.3f} vs {b_name} {b:.3f}")
-
-
-def findings(df: pd.DataFrame, scores: pd.DataFrame | None = None) -> list[Finding]:
-    """The papers' claims, each checked on this run's results (approximate methods only)."""
-    approx = df[(df["method"] != ORIGINAL) & (df["variant"] == "vanilla") & (df["method"] != "sisa")]
-    out: list[Finding] = []
-
-    ent = approx[approx["forget_kind"].str.startswith("entanglement-")]
-    claim = "forget sets with higher ES are harder (lower ToW) [RUM]"
-    if ent["forget_kind"].nunique() >= 2:
-        per = ent.groupby("forget_kind")[["es", "tow"]].mean()
-        rho = spearmanr(per["es"], per["tow"]).statistic
-        out.append(Finding(claim, "held" if rho < 0 else "not held",
-                           f"Spearman(ES, mean ToW) over {len(per)} entanglement sets = {rho:+.2f}"))
-    else:
-        out.append(Finding(claim, "not tested", "needs at least two entanglement forget sets"))
-
-    lv = lambda k: _mean(approx.loc[approx["forget_kind"] == k, "tow"])  # noqa: E731
-    out.append(_compare("high-memorization sets are harder than low ones (lower ToW) [RUM]",
-                        lv("memorization-high"), lv("memorization-low"), "ToW high", "ToW low", lower_wins=True))
-
-    van = df[(df["variant"] == "vanilla")]
-    rumf = df[df["variant"] == "rum_f"]
-    keys = ["forget_kind", "method", "seed"]
-    paired = rumf.merge(van, on=keys, suffixes=("_rumf", "_van"))
-    out.append(_compare("RUM^F beats vanilla on average (higher ToW) [RUM]",
-                        _mean(paired["tow_rumf"]) if len(paired) else math.nan,
-                        _mean(paired["tow_van"]) if len(paired) else math.nan, "RUM^F", "vanilla"))
-
-    m = lambda name: _mean(approx.loc[approx["method"] == name, "tow"])  # noqa: E731
-    out.append(_compare("IMU beats imu_uniform (higher ToW) [IMU]", m("imu"), m("imu_uniform"), "imu", "imu_uniform"))
-
-    sisa = df[(df["method"] == "sisa") & (df["variant"] == "vanilla")]
-    out.append(_compare("SISA unlearning is faster than retraining [SISA]",
-                        _mean(sisa["seconds"]) if len(sisa) else math.nan,
-                        _mean(sisa["ref_seconds"]) if len(sisa) else math.nan,
-                        "SISA s", "retrain s", lower_wins=True))
-
-    claim = "the C-proxy (mean confidence) correlates negatively with memorization [RUM]"
-    if scores is not None and {"confidence", "memorization"} <= set(scores.columns):
-        ok = scores[["confidence", "memorization"]].dropna()
-        rho = spearmanr(ok["confidence"], ok["memorization"]).statistic
-        out.append(Finding(claim, "held" if rho < 0 else "not held", f"Spearman = {rho:+.2f} over {len(ok)} examples"))
-    else:
-        out.append(Finding(claim, "not tested", "needs memorization and confidence scores"))
-    return out
 
 
 def proxy_correlations(scores: pd.DataFrame) -> pd.DataFrame:
