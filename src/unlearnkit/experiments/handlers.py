@@ -160,23 +160,35 @@ def tuned_params(params: Mapping[str, Any], deps: Mapping[str, Path]) -> dict[st
     return {**params, **read_json(deps["tuning"] / DONE)["summary"]["chosen"]}
 
 
-@handler("tune")
-def _do_tune(inputs, deps, out, opts):
+@handler("tune_validation")
+def _do_tune_validation(inputs, deps, out, opts):
     import numpy as np
 
-    from unlearnkit.meta.tune import tune, write_tune
+    from unlearnkit.meta.tune import reference_accuracies, validation_forget_set
 
     run = _run(deps["run"], opts)
     like = _forget(deps["like"], run.data) if "like" in deps else None
     avoid = np.unique(np.concatenate([_forget(d, run.data).indices for k, d in deps.items() if k.startswith("avoid")]))
     # tolerance 1: the bench tunes on the closest matched set whatever its quantile shift (recorded)
-    res = tune(run, inputs["method"], grid=inputs["grid"], like=like, max_cost=inputs["max_cost"], avoid=avoid,
-               tolerance=1.0, val_seed=inputs["val_seed"], seed=inputs["seed"], device=opts.get("device", "auto"),
-               reference_dir=out)
+    val = validation_forget_set(run, None, inputs["val_seed"], avoid, like=like, tolerance=1.0)
+    save_forget(out / FORGET, val)
+    ref = reference_accuracies(run, val, seed=inputs["seed"], device=opts.get("device", "auto"), reference_dir=out)
+    return {"size": len(val), "match": val.meta.get("match", "random"),
+            "quantile_shift": val.meta.get("quantile_shift"), "reference": ref}
+
+
+@handler("tune")
+def _do_tune(inputs, deps, out, opts):
+    from unlearnkit.meta.tune import tune, write_tune
+
+    run = _run(deps["run"], opts)
+    val = _forget(deps["validation"], run.data)
+    # the validation unit holds the reference, retrained once for every method of its kind
+    res = tune(run, inputs["method"], grid=inputs["grid"], validation=val, max_cost=inputs["max_cost"],
+               seed=inputs["seed"], device=opts.get("device", "auto"), reference_dir=deps["validation"])
     write_tune(out / TUNE, res)
     return {"chosen": res.chosen, "tow": res.tow, "cost": res.cost, "collapsed_to": res.collapsed_to,
-            "points": len(res.table), "val_size": len(res.val_forget), "match": res.val_forget.meta.get("match", "random"),
-            "quantile_shift": res.val_forget.meta.get("quantile_shift")}
+            "points": len(res.table)}
 
 
 @handler("unlearn")

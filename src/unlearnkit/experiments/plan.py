@@ -162,9 +162,10 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
 def tune_units(cfg: BenchConfig, unit: Callable[..., WorkUnit], scores_of: Callable[[int], WorkUnit],
                forget_of: Callable[[int, ForgetSpec], WorkUnit]) -> dict[tuple[str, str], WorkUnit]:
     """The ``tune`` units of ``cfg.tuning``: ``{(method, forget_kind): unit}`` (forget_kind
-    :data:`ANY_KIND` for ``per: none``). Each tunes on the first seed's original, on a
-    validation set matched to that kind's forget set (random for ``per: none``), disjoint
-    from the forget sets of every kind and seed, which it depends on."""
+    :data:`ANY_KIND` for ``per: none``). Each tunes on the first seed's original, on the
+    validation set of its kind's ``tune_validation`` unit: matched to that kind's forget set
+    (random for ``per: none``), disjoint from the forget sets of every kind and seed, with
+    the reference retrained on D minus it once for all the kind's methods."""
     t = cfg.tuning
     if t is None:
         return {}
@@ -176,8 +177,9 @@ def tune_units(cfg: BenchConfig, unit: Callable[..., WorkUnit], scores_of: Calla
     out = {}
     for label, spec in kinds:
         like = {"like": forget_of(first, spec)} if spec is not None else {}
+        val = unit("tune_validation", {"val_seed": t.val_seed, "seed": first},
+                   {"run": scores_of(first), **like, **avoid}, label=label)
         for m in methods:
-            inputs = {"method": m, "grid": t.grid_of(m), "max_cost": t.max_cost, "val_seed": t.val_seed, "seed": first}
-            out[(m, label)] = unit("tune", inputs, {"run": scores_of(first), **like, **avoid},
-                                   label=f"{m} {label}")
+            inputs = {"method": m, "grid": t.grid_of(m), "max_cost": t.max_cost, "seed": first}
+            out[(m, label)] = unit("tune", inputs, {"run": scores_of(first), "validation": val}, label=f"{m} {label}")
     return out

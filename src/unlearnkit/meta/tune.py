@@ -472,6 +472,7 @@ def tune(
     *,
     grid: str | Mapping[str, Sequence[Any]] | None = None,
     like: ForgetSet | None = None,
+    validation: ForgetSet | None = None,
     max_cost: float | None = None,
     val_size: int | None = None,
     val_seed: int = 1000,
@@ -488,7 +489,8 @@ def tune(
     ``grid``: ``"small"`` (default, the method's 6-12 points), ``"wide"`` (see module
     docstring) or ``{param: [values]}``. ``like``: tune on a set matched to this forget
     set's difficulty (:func:`validation_forget_set`, refusing a match whose quantiles shift by more
-    than ``tolerance``). ``max_cost``: the most examples
+    than ``tolerance``); ``validation``: tune on this set instead (built beforehand, e.g. shared
+    by several methods). ``max_cost``: the most examples
     a point may process, as a fraction of retraining's (> 0). A point whose unlearning
     fails (e.g. a NaN loss) is recorded with its error and ToW NaN.
     """
@@ -499,7 +501,8 @@ def tune(
     g = grid_for(method, grid, max_epochs)
     for vals in itertools.product(*g.values()):  # refuse unknown keys / bad values before any training
         cls.resolve_params(None, _full_params(method, dict(zip(g, vals))))
-    forget = validation_forget_set(run, val_size, val_seed, avoid, like=like, scores=scores, tolerance=tolerance)
+    forget = validation if validation is not None else validation_forget_set(
+        run, val_size, val_seed, avoid, like=like, scores=scores, tolerance=tolerance)
     ref = reference_accuracies(run, forget, seed=seed, device=device, quiet=quiet, reference_dir=reference_dir)
     ref_tow = {"forget": ref["forget"], "retain": ref["retain"], "test": ref["val"]}
     retrain_work = max(1, int(ref["examples_processed"]))
