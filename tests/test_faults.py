@@ -36,15 +36,14 @@ BENCH_YAML = """\
 name: tiny faults
 dataset: {name: digits}
 model: {name: mlp, width: 16}
-training: {epochs: 2, lr: 0.1}
+training: {epochs: 1, lr: 0.1}
 seeds: [0]
 forget_sets:
   - {kind: random, size: 30}
 scores: [confidence]
 methods:
   finetune: {epochs: 1}
-  neggrad: {epochs: 1}
-metrics: {mia_max_per_side: 100}
+metrics: {mia_max_per_side: 50}
 executor: {kind: local, threads: 1}
 """
 
@@ -296,6 +295,19 @@ def test_disk_full(cli, tmp_path, mounts):
         assert (full / "bench" / "bench.lock").exists()
 
 
+def test_bench_on_a_disk_that_fills_up(cli, tmp_path, mounts):
+    """The disk fills in the middle of a bench (as the demo's did): failed units are reported,
+    the command ends in one error line, and no lock or temporary is left."""
+    full = mounts(tmp_path / "small", size="96k")
+    code, out, err = cli("bench", write(tmp_path, "b.yaml", BENCH_YAML), "-o", full / "b", "-q")
+    assert_one_line(code, err, "cannot write (no space left on device)")
+    assert "failed:" in out and "no space left on device" in out
+    assert not (full / "b" / "bench.lock").exists()
+    assert not [p for p in full.rglob(".*")], "temporaries left behind"
+    for d in (full / "b").glob("units/*/*"):
+        assert (d / "unit.json").exists(), d  # every unit present is complete
+
+
 # ---------------------------------------------------------------------------------------
 # Class 2 (lock files) and class 11 (temporaries of killed processes)
 # ---------------------------------------------------------------------------------------
@@ -458,6 +470,12 @@ def test_api_error_types(tmp_path, run_dir):
         unlearn_from_run(run, load_forget(write(tmp_path, "f.txt", f"{excluded_of(run_dir)[1]}\n")), "finetune")
     with pytest.raises(ConfigError, match="width must be a positive integer"):
         build_model("mlp", (4,), 3, width=0)
+    with pytest.raises(ConfigError, match="split_seed must be an integer >= 0"):  # formerly NumPy's ValueError
+        load_dataset("digits", split_seed=-1)
+    with pytest.raises(DataError, match="x_train holds NaN"):  # formerly "loss became nan" in training
+        from unlearnkit import make_bundle
+
+        make_bundle("mine", np.where(X == X[3, 1], np.nan, X), Y2, X[:4], Y2[:4])
     with pytest.raises(OutputError, match="cannot write"):
         write_json("/proc/unlearnkit.json", {})
     assert all(issubclass(e, UnlearnkitError) for e in (BusyError, ConfigError, DataError, OutputError, RunError))

@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from unlearnkit.cli.app import DEVICE, QUIET, app, console, examples
 from unlearnkit.errors import UnlearnkitError
@@ -29,7 +30,7 @@ def _bench(config_path: Path, out: Path, executor: str | None, address: str | No
     cfg = load_config(config_path)
     start = time.perf_counter()
     res = run_bench(cfg, out, executor=executor, address=address, device=device, quiet=quiet,
-                    log=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False))
+                    log=lambda msg: console.print(Text(msg, style="dim"), highlight=False))
     wall = time.perf_counter() - start
     if not res.results.empty:
         _print_tow(res.results)
@@ -40,7 +41,7 @@ def _bench(config_path: Path, out: Path, executor: str | None, address: str | No
     if res.failures:
         roots = {k: v for k, v in res.failures.items() if not v.startswith("skipped: ")}
         for name, msg in roots.items():
-            console.print(f"[red]failed[/] {name}: {msg}", highlight=False)
+            console.print(Text.assemble(("failed", "red"), f" {name}: {msg}"), highlight=False)  # plain text
         raise UnlearnkitError(
             f"{len(roots)} work units failed and {len(res.failures) - len(roots)} depending on them were skipped "
             f"(all listed in {out / 'failures.json'}); their rows are missing; fix the cause and re-run the "

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import typer
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, QUIET, app, console, err_console, examples
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, QUIET, app, console, examples
+from unlearnkit.cli.output import print_warning
 
 
 def _print_warning(message, category, *args, **kwargs) -> None:
     from unlearnkit.difficulty.memorization import MemorizationWarning
 
     if issubclass(category, MemorizationWarning):
-        err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        print_warning(str(message))
 
 
 @app.command(epilog=examples(

@@ -37,7 +37,7 @@ def _labels(path: Path, key: str, y: np.ndarray, n: int) -> np.ndarray:
         raise DataError(f"{path}: '{key}' must hold integer class labels, got dtype {y.dtype}")
     if len(y) and y.min() < 0:
         raise DataError(f"{path}: '{key}' has negative labels; classes must be 0..K-1")
-    if len(y) and y.max() >= MAX_CLASSES:  # an absurd label would build an absurd output layer
+    if len(y) and float(y.max()) >= MAX_CLASSES:  # an absurd label would build an absurd output layer
         raise DataError(f"{path}: '{key}' has label {y.max():.0f}; at most {MAX_CLASSES} classes (labels 0..K-1)")
     return y.astype(np.int64)
 
