@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         built[level] = fs.indices
         print(f"\n[{level}] |S|={len(fs)}, mean {score} {fs.meta['score_stats']['mean']:.3f}, ES {fs.meta.get('es', float('nan')):.1f}")
         for seed in map(int, args.seeds.split(",")):
-            ref_model = retrain_reference(run, fs.indices, seed=seed)
+            ref_model = retrain_reference(run, fs, seed=seed).model
             ref = measure(ref_model, data, fs, args.mia_per_side, seed)
             configs = [(v, meth) for v in variants if v != "rum" for meth in methods]
             if "rum" in variants:

@@ -3,12 +3,12 @@ groups in sequence), the instance-level analysis (how hard each forget example i
 validation forget sets matched to a forget set's difficulty."""
 
 from unlearnkit.meta.instance import InstanceAnalysis, analyze_instances
+from unlearnkit.meta.reference import Reference, retrain_reference
 
 from unlearnkit.meta.rum import (
     RumOutcome,
     centroid_scores,
     refine,
-    retrain_reference,
     rum,
     rum_run,
     search_methods,
@@ -21,6 +21,7 @@ __all__ = [
     "RumOutcome",
     "centroid_scores",
     "refine",
+    "Reference",
     "retrain_reference",
     "rum",
     "rum_run",

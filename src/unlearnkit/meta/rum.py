@@ -35,6 +35,7 @@ from unlearnkit.difficulty.scores import score_direction
 from unlearnkit.difficulty.geometry import centroid_distance, run_embeddings
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import atomic_dir, write_json
+from unlearnkit.meta.reference import retrain_reference
 from unlearnkit.meta.tune import best_row, grid_for, search, validation_forget_set
 from unlearnkit.methods import METHODS, retain_positions, unlearn_from_run
 from unlearnkit.metrics import tug_of_war
@@ -291,14 +292,6 @@ def _sequence(
     return model, steps
 
 
-def retrain_reference(run: Run, exclude: np.ndarray, *, seed: int = 0, device: str = "auto", quiet: bool = True) -> Classifier:
-    """The gold standard: the ``retrain`` method (``run``'s recipe, fresh weights) on D
-    minus ``run.excluded`` minus ``exclude`` (original training indices)."""
-    if "task" not in run.extra and ("train" not in run.meta or "model" not in run.meta):
-        raise UnlearnkitError(f"{run.path}: run.json has no training recipe; cannot retrain a reference")
-    return unlearn_from_run(run, ForgetSet(exclude), "retrain", seed=seed, device=device, quiet=quiet).model
-
-
 def default_candidates() -> list[str]:
     """The methods of :data:`DEFAULT_CANDIDATES` that are registered ("none" always is)."""
     return [c for c in DEFAULT_CANDIDATES if c in SKIP or c in METHODS]
@@ -349,7 +342,7 @@ def search_methods(
     order = _check_order(order, list(vgroups))
     data = run.data
     v_pos = data.positions(val.indices)
-    ref = retrain_reference(run, val.indices, seed=seed, device=device, quiet=quiet)
+    ref = retrain_reference(run, val, seed=seed, device=device, quiet=quiet).model
     retain_pos = retain_positions(run, v_pos)
     epochs = int((run.meta.get("train") or {}).get("epochs", 10))
     budget = None if max_cost is None else max_cost * epochs * len(retain_pos)  # retraining's examples

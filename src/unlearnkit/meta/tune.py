@@ -41,11 +41,12 @@ import pandas as pd
 from unlearnkit.data import ForgetSet
 from unlearnkit.errors import ConfigError, UnlearnkitError
 from unlearnkit.io import read_json, write_json
-from unlearnkit.methods.api import retain_positions, unlearn_from_run as run_unlearn, unlearn_run
+from unlearnkit.meta.reference import retrain_reference
+from unlearnkit.methods.api import retain_positions, unlearn_from_run as run_unlearn
 from unlearnkit.methods.base import METHODS
 from unlearnkit.metrics import tug_of_war
 from unlearnkit.models import Classifier
-from unlearnkit.runs import Run, load_run
+from unlearnkit.runs import Run
 from unlearnkit.training import predict_logits, split_accuracies
 
 GRIDS = ("small", "wide")
@@ -288,18 +289,8 @@ def reference_accuracies(run: Run, forget: ForgetSet, *, seed: int = 0, device: 
     path = Path(reference_dir) / f"tune-reference-{key}" if reference_dir else None
     if path is None and key in _REFERENCES:
         return _REFERENCES[key]
-    if path is not None and (path / "run.json").exists():
-        ref = load_run(path, data=run.data)
-        info = read_json(path / "unlearn.json")
-        model, seconds, work = ref.model, info["seconds"], info["examples_processed"]
-    elif path is not None:
-        ref = unlearn_run(run, forget, "retrain", path, seed=seed, device=device, quiet=quiet)
-        info = ref.extra["unlearn"]
-        model, seconds, work = ref.model, info["seconds"], info["examples_processed"]
-    else:
-        out = run_unlearn(run, forget, "retrain", seed=seed, device=device, quiet=quiet)
-        model, seconds, work = out.model, out.seconds, out.examples_processed
-    accs = {**tune_accuracies(model, run, forget), "seconds": float(seconds), "examples_processed": int(work)}
+    ref = retrain_reference(run, forget, seed=seed, device=device, quiet=quiet, out=path)
+    accs = {**tune_accuracies(ref.model, run, forget), "seconds": ref.seconds, "examples_processed": ref.examples_processed}
     if path is None:
         _REFERENCES[key] = accs
     return accs
