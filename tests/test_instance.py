@@ -102,3 +102,19 @@ def test_errors_and_cli(setup, cli, tmp):
     assert code == 0 and "finetune" in out
     s = json.loads((tmp / "o" / "analysis.json").read_text())
     assert s["params"] == {"finetune": {"epochs": 1}} and s["methods"] == ["finetune"]
+
+
+def test_references_from_the_ensemble_engine_equal_the_retrain_method(digits_run, digits):
+    """analyze-instances trains its S references together; each equals `unlearn --method retrain`."""
+    from unlearnkit.data.forget import random_forget_set
+    from unlearnkit.meta.instance import _ensemble_references, true_label_probability
+    from unlearnkit.methods import unlearn_from_run
+
+    forget = random_forget_set(digits, 20, 0)
+    pos = forget.positions(digits)
+    x, y = digits.x_train[pos], digits.y_train[pos]
+    p = _ensemble_references(digits_run, pos, 2, "cpu", x, y)
+    assert p.shape == (2, 20)
+    for s in range(2):
+        alone = unlearn_from_run(digits_run, forget, "retrain", None, seed=s, device="cpu").model
+        np.testing.assert_allclose(p[s], true_label_probability(alone, x, y), atol=1e-4)

@@ -182,18 +182,41 @@ def _probabilities(
 
     pos = forget.positions(run.data)
     x, y = run.data.x_train[pos], run.data.y_train[pos]
-    p_ref = np.zeros((seeds, len(pos)))
+    # Overridden retrain parameters go through the method; otherwise all references train at once.
+    ensembled = None if params.get(REFERENCE) else _ensemble_references(run, pos, seeds, device, x, y)
+    p_ref = ensembled if ensembled is not None else np.zeros((seeds, len(pos)))
     p_unl = {m: np.zeros((seeds, len(pos))) for m in methods}
     with progress_bar(quiet) as bar:
-        task = bar.add_task("analyze-instances", total=seeds * (1 + len(methods)), info="")
+        task = bar.add_task("analyze-instances", total=seeds * (len(methods) + (ensembled is None)), info="")
         for s in range(seeds):
-            jobs = [(REFERENCE, s, p_ref)] + [(m, seeds + s, p_unl[m]) for m in methods]
+            jobs = [] if ensembled is not None else [(REFERENCE, s, p_ref)]
+            jobs += [(m, seeds + s, p_unl[m]) for m in methods]
             for method, seed, into in jobs:
                 bar.update(task, info=f"{method}, seed {seed}")
                 res = unlearn_from_run(run, forget, method, params.get(method), seed=seed, device=device)
                 into[s] = true_label_probability(res.model, x, y)
                 bar.update(task, advance=1)
     return p_ref, p_unl
+
+
+def _ensemble_references(run: Run, forget_pos: np.ndarray, seeds: int, device: str, x: torch.Tensor,
+                         y: torch.Tensor) -> np.ndarray | None:
+    """The references' p_y on ``x`` ``[seeds, n]``: the ``retrain`` method's models of seeds
+    0..S-1 (same initialisation, recipe and rows), trained together by the ensemble engine;
+    None when the run's task cannot rebuild its model or is not a classifier (then the method runs)."""
+    from unlearnkit.ensembles import train_ensemble
+    from unlearnkit.methods.api import retain_positions
+    from unlearnkit.task import Task
+    from unlearnkit.training import resolve_device
+
+    task = Task.from_run(run)
+    if task.build_model is None or task.recipe is None or getattr(run.model, "objective", "classify") != "classify":
+        return None
+    retain = retain_positions(run, forget_pos)
+    ens = train_ensemble(task.build_model, run.data.x_train, run.data.y_train, [retain] * seeds, task.recipe,
+                         list(range(seeds)), device=resolve_device(device), measure_fit=False, desc="references")
+    probs = torch.softmax(ens.logits(x), 2)  # [S, n, C]
+    return probs.gather(2, y.view(1, -1, 1).expand(seeds, -1, 1))[..., 0].double().numpy()
 
 
 def _instances_table(run: Run, forget: ForgetSet, p_ref: np.ndarray, p_unl: dict[str, np.ndarray]) -> pd.DataFrame:
