@@ -17,7 +17,6 @@ computation vs a loop of one forward + autograd.grad per example (as in the publ
 
 from __future__ import annotations
 
-import argparse
 import copy
 import itertools
 import tempfile
@@ -25,13 +24,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from _common import recipe_parser, setup
 
-from unlearnkit import TrainConfig, UnlearnkitError, load_dataset, train_run
+from unlearnkit import UnlearnkitError, train_run
 from unlearnkit.data import ForgetSet
 from unlearnkit.methods import METHODS, unlearn_from_run
-from unlearnkit.methods.imu import model_influence
+from unlearnkit.methods.imu import influence_by_loop, model_influence
 from unlearnkit.metrics import tug_of_war
 from unlearnkit.training import split_accuracies
 
@@ -41,17 +39,6 @@ METHODS_COMPARED = ["imu", "imu_uniform", "neggrad", "boundary_shrink"]
 def accuracies(model, data, forget_pos: np.ndarray) -> dict[str, float]:
     """Accuracy on the forget rows, on the rest of the training rows and on the test split."""
     return split_accuracies(model, data, {"forget": forget_pos, "retain": data.complement(forget_pos)}, ("test",))
-
-
-def loop_influence(model, x: torch.Tensor, y: torch.Tensor, lam: float = 0.01) -> torch.Tensor:
-    """The per-example reference: one forward + autograd.grad of the head per example."""
-    grads = []
-    for i in range(len(y)):
-        loss = F.cross_entropy(model(x[i : i + 1]), y[i : i + 1])
-        gw, gb = torch.autograd.grad(loss, [model.head.weight, model.head.bias])
-        grads.append(torch.cat([gw, gb[:, None]], 1).flatten().double())
-    g = torch.stack(grads)
-    return -(g @ (g.mean(0) / ((g * g).mean(0) + lam)))
 
 
 def best_time(fn, repeats: int):
@@ -83,27 +70,15 @@ def best_of_grid(orig, fs, method, data, pos, ref_acc, seed) -> tuple[str, dict[
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="fashion-mnist")
-    ap.add_argument("--model", default="mlp")
-    ap.add_argument("--width", type=int, default=256)
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--lr", type=float, default=0.05)
+    ap = recipe_parser(__doc__.splitlines()[0])
     ap.add_argument("--forget-class", type=int, default=0)
     ap.add_argument("--loop-n", type=int, default=2000, help="forget examples in the timing comparison")
     ap.add_argument("--no-grid", dest="grid", action="store_false",
                     help="skip the oracle rows (best of each method's tune_grid by ToW on the forget set)")
     ap.add_argument("--repeats", type=int, default=3, help="influence timings: fastest of this many runs")
     ap.add_argument("--timing-only", action="store_true", help="skip the method tables")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-
-    data = load_dataset(args.dataset)
-    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed)
-    kw = {"width": args.width}
-    rng = np.random.default_rng(args.seed)
+    data, cfg, kw, rng = setup(args)
     train_idx = data.index_train.numpy()
     forget_sets = {
         "random 10%": ForgetSet(rng.choice(train_idx, size=len(train_idx) // 10, replace=False)),
@@ -144,7 +119,7 @@ def main() -> None:
         model = copy.deepcopy(orig.model).eval()
         model_influence(model, x[:8], y[:8])  # warm-up
         fast_s, fast = best_time(lambda: model_influence(model, x, y), args.repeats)
-        slow_s, slow = best_time(lambda: loop_influence(model, x, y), args.repeats)
+        slow_s, slow = best_time(lambda: influence_by_loop(model, x, y), args.repeats)
         err = float((fast - slow).abs().max() / slow.abs().max())
         print(f"influence of {len(y)} forget examples (fastest of {args.repeats}): batched {fast_s * 1e3:.1f} ms, "
               f"per-example loop "

@@ -17,15 +17,14 @@ of the machine. Published SISA speed-ups for comparison: 4.6x (Purchase), 2.45x 
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from _common import recipe_parser, setup
 
-from unlearnkit import TrainConfig, load_dataset, train_run
+from unlearnkit import train_run
 from unlearnkit.data import ForgetSet
 from unlearnkit.methods import unlearn_from_run
 from unlearnkit.methods.sisa import slice_epochs, train_sisa
@@ -33,25 +32,13 @@ from unlearnkit.training import accuracy
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", default="fashion-mnist")
-    ap.add_argument("--model", default="mlp")
-    ap.add_argument("--width", type=int, default=256)
+    ap = recipe_parser(__doc__.splitlines()[0])
     ap.add_argument("--shards", type=int, nargs="+", default=[5, 10, 20])
     ap.add_argument("--slices", type=int, default=5)
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--requests", type=int, default=3, help="single-example requests averaged")
     ap.add_argument("--batch", type=int, default=10, help="size of the batch request")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-
-    data = load_dataset(args.dataset)
-    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed)
-    kw = {"width": args.width}
-    rng = np.random.default_rng(args.seed)
+    data, cfg, kw, rng = setup(args)
     train_idx = data.index_train.numpy()
     singles = [ForgetSet([i]) for i in rng.choice(train_idx, size=args.requests, replace=False)]
     batch = ForgetSet(rng.choice(train_idx, size=args.batch, replace=False))

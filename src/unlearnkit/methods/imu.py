@@ -116,6 +116,23 @@ def model_influence(
     return head_influence(task.head, feats, targets_for(task.model, x, y), lam)
 
 
+def influence_by_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: float = 0.01) -> torch.Tensor:
+    """What :func:`model_influence` computes in batches, by its definition, one example at a time.
+
+    g_i: the gradient of example i's cross-entropy w.r.t. the head (``model.head``, an
+    ``nn.Linear`` with bias), from its own autograd call; F = mean_i g_i² + ``lam`` (the diagonal
+    Fisher); I_i = -g_iᵀ F⁻¹ mean_j g_j. Returns ``[n]`` float64. Slow (n backward passes): the
+    reference that tests/test_imu.py and benchmarks/imu.py hold the batched version to.
+    """
+    grads = []
+    for i in range(len(y)):
+        loss = F.cross_entropy(model(x[i : i + 1]), y[i : i + 1])
+        gw, gb = torch.autograd.grad(loss, [model.head.weight, model.head.bias])
+        grads.append(torch.cat([gw, gb[:, None]], 1).flatten().double())
+    g = torch.stack(grads)
+    return -(g @ (g.mean(0) / ((g * g).mean(0) + lam)))
+
+
 def imu_weights(influence: torch.Tensor, clip_percentile: float = 93.0, top_fraction: float = 1.0) -> torch.Tensor:
     """Weights ``w [n]`` (float64): ``sqrt(|I_i|)`` for the kept examples (``I_i < 0``, then the
     ``top_fraction`` largest ``|I_i|``, ties by position), clipped at the ``clip_percentile``-th

@@ -1,0 +1,33 @@
+"""What the benchmark scripts share: the arguments of the recipe every one trains with, and
+the set-up they imply (not a benchmark itself; `make bench` runs it as a no-op)."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from unlearnkit import TrainConfig, load_dataset
+from unlearnkit.data import DataBundle
+
+
+def recipe_parser(description: str) -> argparse.ArgumentParser:
+    """A parser with --dataset, --model, --width, --epochs, --lr, --threads and --seed."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--model", default="mlp")
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    return ap
+
+
+def setup(args: argparse.Namespace) -> tuple[DataBundle, TrainConfig, dict, np.random.Generator]:
+    """Pin the thread count; return (data, recipe, model kwargs, rng seeded by --seed)."""
+    torch.set_num_threads(args.threads)
+    data = load_dataset(args.dataset)
+    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed)
+    return data, cfg, {"width": args.width}, np.random.default_rng(args.seed)
