@@ -67,5 +67,11 @@ def flag(*names: str, help: str) -> typer.models.OptionInfo:  # noqa: A002 (type
 DATA_ROOT = typer.Option(None, "--data-root", help="Directory searched first for dataset files.")
 DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda (auto takes a GPU when there is one).")
 AMP = flag("--amp", help="Mixed precision (bfloat16 autocast) in the training loop; for GPUs.")
+# Options many commands share, declared once so that a flag means the same everywhere.
+RUN = typer.Option(..., "--run", "-r", help="Run directory of the original model.")
+FORGET = typer.Option(..., "--forget", "-f", help="Forget file (.txt or .json of training indices).")
+METHOD = typer.Option(..., "--method", help="Registered unlearning method (`unlearnkit methods` lists them).")
+DATASET = typer.Option("digits", "--dataset", "-d", help="Registered dataset name.")
+MODEL = typer.Option("mlp", "--model", "-m", help="Registered model name.")
 QUIET = flag("--quiet", "-q", help="No progress bars.")
 OVERWRITE = flag("--overwrite", help="Replace an existing output.")
