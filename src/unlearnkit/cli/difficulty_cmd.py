@@ -7,11 +7,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples, forget_app
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, FORGET, OVERWRITE, QUIET, RUN, app, console, examples, forget_app
 from unlearnkit.cli.params import parse_assignments
 
-RUN = typer.Option(..., "--run", "-r", help="Run directory (the original model θ_o).")
-FORGET = typer.Option(..., "--forget", "-f", help="Forget file (.txt or .json of training indices).")
 SEED = typer.Option(0, "--seed", help="Seed (tie-breaking / sampling).")
 
 

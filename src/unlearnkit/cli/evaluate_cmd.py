@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, FORGET, OVERWRITE, QUIET, app, console, examples
 from unlearnkit.errors import UnlearnkitError
 
 # metrics.mia.DEFAULT_MAX_PER_SIDE, repeated so that --help does not import scikit-learn
@@ -36,7 +36,7 @@ def evaluate(
     reference: list[Path] = typer.Option(
         None, "--reference", help="Retrained reference run directory (repeat for seeds)."
     ),
-    forget: Path = typer.Option(..., "--forget", "-f", help="Forget file (.txt or .json)."),
+    forget: Path = FORGET,
     out: Path = typer.Option(..., "--out", "-o", help="metrics.json to write."),
     mia_max: int = typer.Option(
         MIA_MAX_DEFAULT, "--mia-max", min=1, help="MIA-efficacy SVC: at most this many examples per side."

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, QUIET, app, console, examples
+from unlearnkit.cli.app import DATA_ROOT, DATASET, DEVICE, MODEL, QUIET, app, console, examples
 from unlearnkit.cli.output import print_warning
 
 
@@ -24,8 +24,8 @@ def _print_warning(message, category, *args, **kwargs) -> None:
     "unlearnkit memorization -d fashion-mnist -m mlp --k 100 --executor ray --out runs/mem-fm",
 ))
 def memorization(
-    dataset: str = typer.Option("digits", "--dataset", "-d", help="Registered dataset name."),
-    model: str = typer.Option("mlp", "--model", "-m", help="Registered model name."),
+    dataset: str = DATASET,
+    model: str = MODEL,
     out: Path = typer.Option(..., "--out", "-o", help="MEM_DIR: created, or resumed if it holds this run's models."),
     k: int = typer.Option(100, "--k", help="Number of models (RUM: 400)."),
     fraction: float = typer.Option(0.7, "--fraction", help="Fraction of the training set each model sees, in (0, 1)."),

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, FORGET, OVERWRITE, QUIET, RUN, app, console, examples
 from unlearnkit.cli.params import parse_assignments
 from unlearnkit.cli.unlearn_cmd import describe_params
 from unlearnkit.errors import UnlearnkitError
@@ -29,8 +29,8 @@ def _split(text: str | None) -> list[str] | None:
     "unlearnkit rum -r runs/orig -f f.json --variant rum --candidates finetune,salun -o runs/rum-search",
 ))
 def rum_cmd(
-    run: Path = typer.Option(..., "--run", "-r", help="Run directory of the original model."),
-    forget: Path = typer.Option(..., "--forget", "-f", help="Forget-set file (.txt or .json)."),
+    run: Path = RUN,
+    forget: Path = FORGET,
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to create."),
     refine_by: str = typer.Option(
         "memorization", "--refine-by", help="Score column of RUN/scores.parquet, or centroid_distance (ES-based)."

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from unlearnkit.cli.app import AMP, DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples
+from unlearnkit.cli.app import AMP, DATA_ROOT, DATASET, DEVICE, OVERWRITE, QUIET, app, console, examples
 
 
 @app.command("train-sisa", epilog=examples(
@@ -17,7 +17,7 @@ from unlearnkit.cli.app import AMP, DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, co
     "unlearnkit unlearn --run runs/sisa --forget f.json --method sisa --out runs/sisa-u",
 ))
 def train_sisa_cmd(
-    dataset: str = typer.Option("digits", "--dataset", "-d", help="Registered dataset name."),
+    dataset: str = DATASET,
     model: str = typer.Option("mlp", "--model", "-m", help="Registered base model of every shard."),
     shards: int = typer.Option(5, "--shards", help="Number of disjoint shards S (one model each)."),
     slices: int = typer.Option(5, "--slices", help="Slices R per shard (one checkpoint after each)."),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from unlearnkit.cli.app import AMP, DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples, flag
+from unlearnkit.cli.app import AMP, DATA_ROOT, DATASET, DEVICE, MODEL, OVERWRITE, QUIET, app, console, examples, flag
 from unlearnkit.cli.params import parse_assignments
 
 
@@ -16,8 +16,8 @@ from unlearnkit.cli.params import parse_assignments
     "unlearnkit train -d cifar10 -m resnet18 -O pad32=false --augment --device cuda --out runs/c10",
 ))
 def train(
-    dataset: str = typer.Option("digits", "--dataset", "-d", help="Registered dataset name."),
-    model: str = typer.Option("mlp", "--model", "-m", help="Registered model name."),
+    dataset: str = DATASET,
+    model: str = MODEL,
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to create."),
     epochs: int = typer.Option(10, "--epochs"),
     lr: float = typer.Option(0.05, "--lr"),

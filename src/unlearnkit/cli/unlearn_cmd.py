@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from unlearnkit.cli.app import DATA_ROOT, DEVICE, OVERWRITE, QUIET, app, console, examples
+from unlearnkit.cli.app import DATA_ROOT, DEVICE, FORGET, METHOD, OVERWRITE, QUIET, RUN, app, console, examples
 from unlearnkit.cli.params import parse_assignments
 from unlearnkit.errors import UnlearnkitError
 
@@ -47,9 +47,9 @@ def describe_params(run: Any, forget: Any, method: str, resolved: dict[str, Any]
     "unlearnkit methods salun   (its hyperparameters, defaults and presets)",
 ))
 def unlearn(
-    run: Path = typer.Option(..., "--run", "-r", help="Run directory of the original model."),
-    forget: Path = typer.Option(..., "--forget", "-f", help="Forget file (.txt or .json)."),
-    method: str = typer.Option(..., "--method", help="Registered unlearning method (`unlearnkit methods` lists them)."),
+    run: Path = RUN,
+    forget: Path = FORGET,
+    method: str = METHOD,
     sets: list[str] = typer.Option(None, "--set", help="Hyperparameter override key=value (repeatable)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to create for the unlearned model."),
     seed: int = typer.Option(0, "--seed"),
@@ -87,8 +87,8 @@ def unlearn(
     "unlearnkit tune -r runs/orig --method salun --avoid f.json --update-preset my-presets.json -o tuned.json",
 ))
 def tune(
-    run: Path = typer.Option(..., "--run", "-r", help="Run directory of the original model."),
-    method: str = typer.Option(..., "--method", help="Registered unlearning method (`unlearnkit methods` lists them)."),
+    run: Path = RUN,
+    method: str = METHOD,
     like: Path = typer.Option(None, "--like", help="Tune on a set matched to this forget set's difficulty (disjoint from it)."),
     grid: str = typer.Option("small", "--grid", help="small (the method's 6-12 points) or wide (lr 1e-4..1e-1 x epochs x the method's own)."),
     max_cost: float = typer.Option(None, "--max-cost", help="Most examples a setting may process, as a fraction of retraining's (e.g. 0.2)."),
