@@ -69,6 +69,13 @@ def test_validation_set_matches_the_difficulty_and_class_mix(digits_run, scores,
     c3 = class_forget_set(digits_run.data, 3)
     vc = validation_forget_set(digits_run, like=c3)
     assert len(labels(digits_run, vc)) == 1 and vc.meta["class"] != 3
+    # a class that runs out of candidates is matched from other classes, and says how many
+    y = digits_run.data.y_train.numpy()
+    threes = digits_run.data.index_train.numpy()[y == 3]
+    lopsided = ForgetSet(threes[: len(threes) * 2 // 3], {"kind": "memorization-high", "score": "memorization"})
+    vl = validation_forget_set(digits_run, like=lopsided, scores=scores, tolerance=1.0)
+    k = len(threes) - len(lopsided)
+    assert vl.meta["class_mismatched"] == len(lopsided) - k and (labels(digits_run, vl).get(3, 0) == k)
     # a score missing for some examples (NaN) is never matched on
     holes = scores.assign(memorization=scores["memorization"].where(~scores["index"].isin(val.indices)))
     again = validation_forget_set(digits_run, like=high, scores=holes)

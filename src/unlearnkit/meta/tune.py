@@ -167,7 +167,9 @@ def _class_like(run: Run, like: ForgetSet, pool: np.ndarray, seed: int) -> np.nd
 def _score_like(run: Run, like: ForgetSet, pool: np.ndarray, by: str, scores: pd.DataFrame | None,
                 seed: int, tolerance: float) -> tuple[np.ndarray, dict[str, float]]:
     """For each example of ``like``, the not-yet-taken pool example of the same label with the
-    nearest score ``by`` (ties at random). Returns the chosen indices and how close the match is:
+    nearest score ``by`` (ties at random; when a class runs out, the nearest of any class).
+    Returns the chosen indices and how close the match is (``class_mismatched``: how many came
+    from another class):
     ``quantile_shift``, the mean shift of score quantile (rank among all scored trained examples,
     in [0, 1]) between the two sets, and both sets' mean score."""
     col = _score_table(run, by, scores)
@@ -178,29 +180,19 @@ def _score_like(run: Run, like: ForgetSet, pool: np.ndarray, by: str, scores: pd
     s_val, p_val = col.loc[like.indices].to_numpy(), col.loc[pool].to_numpy()
     y_like, y_pool = _labels(run, like.indices), _labels(run, pool)
     rng = np.random.default_rng(seed)
-    chosen = []
+    chosen: list[int] = []
+    overflow: list[float] = []  # forget examples whose class has no candidate left: matched across classes
     for label in np.unique(y_like):
-        want = np.sort(s_val[y_like == label])
-        have = np.flatnonzero(y_pool == label)
-        if len(want) > len(have):
+        rows = np.flatnonzero(y_pool == label)
+        overflow += _nearest_untaken(np.sort(s_val[y_like == label]), pool[rows], p_val[rows], rng, chosen)
+    if overflow:
+        free = ~np.isin(pool, chosen)
+        left = _nearest_untaken(np.array(overflow), pool[free], p_val[free], rng, chosen)
+        if left:
             raise UnlearnkitError(
-                f"--like {like.source or 'forget set'}: class {label} has {len(want)} forget examples but only "
-                f"{len(have)} other scored training examples; a matched set needs at most half of each class"
+                f"--like {like.source or 'forget set'}: only {len(chosen)} scored training examples are left "
+                f"besides it and --avoid, fewer than its {len(like)}"
             )
-        have = have[np.lexsort((rng.random(len(have)), p_val[have]))]
-        hv = p_val[have]
-        taken = np.zeros(len(have), bool)
-        for v in want:
-            j = int(np.searchsorted(hv, v))
-            lo, hi = j - 1, j  # nearest untaken on each side
-            while lo >= 0 and taken[lo]:
-                lo -= 1
-            while hi < len(have) and taken[hi]:
-                hi += 1
-            if hi >= len(have) or (lo >= 0 and v - hv[lo] <= hv[hi] - v):
-                hi = lo
-            taken[hi] = True
-            chosen.append(pool[have[hi]])
     chosen = np.array(chosen, np.int64)
     ranks = col.rank(method="average").sub(1).div(max(len(col) - 1, 1))
     shift = float(np.mean(np.abs(np.sort(ranks.loc[like.indices].to_numpy()) - np.sort(ranks.loc[chosen].to_numpy()))))
@@ -212,7 +204,31 @@ def _score_like(run: Run, like: ForgetSet, pool: np.ndarray, by: str, scores: pd
             f"a FORGET of this kind can have at most about {most} examples here"
         )
     return chosen, {"quantile_shift": round(shift, 4), "score_mean_like": float(np.mean(s_val)),
-                    "score_mean": float(col.loc[chosen].mean())}
+                    "score_mean": float(col.loc[chosen].mean()), "class_mismatched": len(overflow)}
+
+
+def _nearest_untaken(want: np.ndarray, cand: np.ndarray, values: np.ndarray, rng: np.random.Generator,
+                     chosen: list[int]) -> list[float]:
+    """For each value of ``want`` (sorted), append to ``chosen`` the candidate index (``cand``,
+    scores ``values``) with the nearest score not yet taken, ties at random; returns the values
+    left unmatched once the candidates run out."""
+    order = np.lexsort((rng.random(len(cand)), values))
+    cand, values = cand[order], values[order]
+    taken = np.zeros(len(cand), bool)
+    for k, v in enumerate(want):
+        if taken.all():
+            return [float(x) for x in want[k:]]
+        j = int(np.searchsorted(values, v))
+        lo, hi = j - 1, j  # nearest untaken on each side
+        while lo >= 0 and taken[lo]:
+            lo -= 1
+        while hi < len(cand) and taken[hi]:
+            hi += 1
+        if hi >= len(cand) or (lo >= 0 and v - values[lo] <= values[hi] - v):
+            hi = lo
+        taken[hi] = True
+        chosen.append(int(cand[hi]))
+    return []
 
 
 def validation_forget_set(
