@@ -205,7 +205,7 @@ def train(
         raise UnlearnkitError("cannot train on an empty set")
     gen = torch.Generator().manual_seed(cfg.seed)
     model.to(device).train()
-    # channels_last makes the small cnn ~1.5x faster on CPU (SPEC §10); models opt in
+    # channels_last makes the small cnn ~1.5x faster on CPU; models opt in
     # because torch 2.13's CPU backward of a strided 1x1 conv in channels_last
     # corrupts the heap on tiny feature maps (ResNet shortcuts on 8x8 inputs).
     channels_last = x.dim() == 4 and getattr(model, "prefers_channels_last", False)

@@ -135,7 +135,7 @@ def _vmap_grad_sq_norms(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) ->
 
 
 def entanglement_score(retain_embeddings: np.ndarray | torch.Tensor, forget_embeddings: np.ndarray | torch.Tensor) -> float:
-    """Entanglement Score of a forget set with the retain set (SPEC §2), a float >= 0.
+    """Entanglement Score of a forget set with the retain set (docs/difficulty.md), a float >= 0.
 
     ``retain_embeddings`` ``[n_r, d]`` and ``forget_embeddings`` ``[n_f, d]`` are
     penultimate embeddings g(x) of θ_o. With exact means μ_r, μ_f and their

@@ -1,4 +1,4 @@
-"""Feldman memorization estimated with K models trained on random subsets (SPEC §2).
+"""Feldman memorization estimated with K models trained on random subsets (docs/memorization.md).
 
 mem(i) = P[f(x_i) = y_i | i in training] - P[f(x_i) = y_i | i held out], estimated
 from K models, model j trained on a uniformly random subset of a fraction p of
@@ -52,7 +52,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 TABLE = "memorization.parquet"
 META = "memorization.json"
-MIN_HELD_OUT = 5  # SPEC §2: warn when an example was held out of fewer models
+MIN_HELD_OUT = 5  # warn when an example was held out of fewer models
 MIN_HELD_OUT_PER_HALF = 3  # examples used by the split-half correlation
 LOW_RELIABILITY = 0.5
 DEFAULT_BLOCK = 16  # models per stacked block (16-32 on a CPU; all at once is memory-bound)

@@ -1,4 +1,4 @@
-"""Memorization and its cheap proxies (SPEC §2).
+"""Memorization and its cheap proxies (docs/difficulty.md).
 
 - memorization: read from a ``unlearnkit memorization`` directory (Feldman estimate),
   refused when it was estimated on another dataset, split or model architecture.
@@ -12,8 +12,8 @@
   over epochs (documented approximation).
 - holdout_retraining: fine-tune a copy of θ_o on the validation split, symmetric
   KL between the two models' predictions on each training example.
-- loss_curvature: input-space curvature on θ_o (the final checkpoint only; SPEC
-  asks for an average over epochs, and runs keep one checkpoint).
+- loss_curvature: input-space curvature on θ_o (the final checkpoint only; the
+  definition averages over epochs, and runs keep one checkpoint).
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ class MemorizationConfig(_Strict):
 
 
 class RumConfig(_Strict):
-    """RUM variants (SPEC §5). ``vanilla`` rows are the plain methods' rows."""
+    """RUM variants (docs/rum.md). ``vanilla`` rows are the plain methods' rows."""
 
     variants: list[Variant] = Field(default_factory=lambda: ["vanilla", "shuffle", "rum_f"])
     methods: list[str] = Field(default_factory=list, description="methods run as shuffle / rum_f")
@@ -209,7 +209,7 @@ class MetricsConfig(_Strict):
 
 
 class InstancesConfig(_Strict):
-    """Per-instance difficulty analysis (SPEC §9) on one forget set of the first seed."""
+    """Per-instance difficulty analysis (docs/difficulty.md) on one forget set of the first seed."""
 
     forget_set: str
     methods: list[str] = Field(default_factory=lambda: ["retrain", "finetune", "neggrad_plus"])

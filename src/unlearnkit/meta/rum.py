@@ -1,4 +1,4 @@
-"""RUM: refine the forget set by difficulty, then unlearn the groups in sequence (SPEC §5).
+"""RUM: refine the forget set by difficulty, then unlearn the groups in sequence (docs/rum.md).
 
 1. :func:`refine` splits the forget set S into K equal-size groups by a per-example
    score (memorization or any proxy column of ``scores.parquet``; ``centroid_distance``

@@ -1,4 +1,4 @@
-"""IMU: influence-weighted, retain-free gradient ascent (SPEC §6), and ``imu_uniform``,
+"""IMU: influence-weighted, retain-free gradient ascent (docs/imu_sisa.md), and ``imu_uniform``,
 the same procedure with uniform weights (the fair ablation).
 
 Influence is restricted to the linear head ``W [C, d]``, ``b [C]`` (the task's

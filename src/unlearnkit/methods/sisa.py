@@ -1,4 +1,4 @@
-"""SISA: exact unlearning by design (SPEC §7).
+"""SISA: exact unlearning by design (docs/imu_sisa.md).
 
 :func:`train_sisa` splits the training rows into S disjoint shards and each
 shard into R slices, trains one model per shard on the cumulative slices
