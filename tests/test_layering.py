@@ -207,3 +207,17 @@ def test_an_upward_import_is_caught(tmp_path):
     (tmp_path / "data" / "bad.py").write_text("def f():\n    from unlearnkit.experiments import run_bench\n")
     found = upward_imports(tmp_path)
     assert len(found) == 1 and found[0].startswith("data/bad.py:2 (data, layer 4)") and "experiments" in found[0]
+
+
+def test_nothing_points_outside_the_project():
+    """What a user reads (src/, docs/, configs/, README.md) names no spec section or path outside
+    the repository: what they need is in docs/, in the project's own words."""
+    repo = PACKAGE.parents[1]
+    texts = [*(repo / "src").rglob("*.py"), *(repo / "src").rglob("*.yaml"), *(repo / "docs").rglob("*.md"),
+             *(repo / "configs").rglob("*.yaml"), repo / "README.md"]
+    bad = []
+    for path in texts:
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if "SPEC §" in line or "../shared" in line or "SPEC.md" in line:
+                bad.append(f"{path.relative_to(repo)}:{n}: {line.strip()[:80]}")
+    assert not bad, "\n".join(bad)
