@@ -265,3 +265,17 @@ def test_cli_refuses_pooling_in_one_line(setup, cli, tmp):
                        "--reference", refs[1].path, "-f", root / "forget.json", "-o", tmp / "m.json", "-q")
     assert code == 2 and "different methods" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_sisa_exact_reference_gives_tow_one(setup, digits, tmp):
+    """SISA's reference is the SISA ensemble trained without S: its unlearning reproduces it exactly."""
+    from unlearnkit.methods.sisa import train_sisa
+
+    _, forget, _, refs = setup
+    cfg = TrainConfig(epochs=2, lr=0.1, seed=3)
+    sisa = train_sisa(digits, "mlp", 3, 2, cfg, tmp / "sisa", model_kwargs=WIDTH)
+    unlearned = unlearn_run(sisa, forget, "sisa", tmp / "sisa_u")
+    exact = train_sisa(digits, "mlp", 3, 2, cfg, tmp / "sisa_ref", model_kwargs=WIDTH, exclude=forget.indices)
+    rep = evaluate_runs([unlearned], [exact], forget)
+    assert rep.pairs == [(str(unlearned.path), str(exact.path))]
+    assert rep.comparisons["tow"].mean == 1.0 and rep.comparisons["tow_mia"].mean == 1.0
