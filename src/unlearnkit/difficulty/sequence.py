@@ -78,7 +78,7 @@ def sequence_memorization(
         member_cfg = cfg.model_copy(update={"seed": seed * 1000 + j})
         train(model, data.x_train[rows], data.y_train[rows], member_cfg, device=dev,
               record_dynamics=False, quiet=quiet, desc=f"memorization model {j + 1}/{k}")
-        ll[j] = sequence_log_likelihoods(model.cpu(), data.x_train)[0]
+        ll[j] = sequence_log_likelihoods(model, data.x_train)[0]  # on its device; the numbers come back
     m = masks
     return pd.DataFrame({
         "index": data.index_train.numpy(),
