@@ -122,7 +122,10 @@ def test_cli_sequence_run_refusals_are_one_line(tmp_path, cli):
     forget = tmp_path / "f.txt"
     forget.write_text("1\n2\n")
     for args in (["unlearn", "--run", run, "--forget", forget, "--method", "salun", "--out", tmp_path / "u"],
-                 ["evaluate", "--model", run, "--forget", forget, "--out", tmp_path / "m.json"]):
+                 ["evaluate", "--model", run, "--forget", forget, "--out", tmp_path / "m.json"],
+                 ["score", "--run", run],
+                 ["memorization", "-d", "markov", "-m", "transformer", "--k", "2", "--epochs", "1", "--lr", "0.01",
+                  "--weight-decay", "0", "--out", tmp_path / "mem"]):
         code, out, err = cli(*args)
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert "next_token" in err or "sequence model" in err, err

@@ -45,6 +45,7 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.parallel import Executor, get_executor
 from unlearnkit.io import atomic_write, read_json, write_json, write_parquet
 from unlearnkit.models import build_model
+from unlearnkit.models.base import require_classifier
 from unlearnkit.runs import model_kwargs_for, versions
 from unlearnkit.training import TrainConfig, make_config, resolve_device, seed_everything
 
@@ -348,6 +349,7 @@ def estimate_memorization(
         cfg = make_config(**{**cfg.model_dump(), **{key: v for key, v in overrides.items() if v is not None}})
     kwargs = model_kwargs_for(data, model_kwargs or {})
     probe = build_model(model_name, data.input_shape, data.num_classes, **kwargs)
+    require_classifier(probe, "memorization estimates")
     mode = resolve_mode(ensemble, probe, data.x_train[:2])
     block_size = block_size or (DEFAULT_BLOCK if mode == "stacked" else 1)
     dev = resolve_device(device)

@@ -26,6 +26,7 @@ from scipy.stats import spearmanr
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import read_json, read_parquet, write_json, write_parquet
+from unlearnkit.models.base import require_classifier
 from unlearnkit.registry import Registry
 from unlearnkit.runs import Run, run_lock
 from unlearnkit.progress import progress_bar
@@ -184,6 +185,7 @@ def compute_scores(
     saying which command records what it needs. ``df.attrs["seconds"]`` holds
     each score's wall time in seconds.
     """
+    require_classifier(run.model, "difficulty scores")
     wanted = resolve_names(names)
     ctx = ScoreContext(
         run, resolve_device(device), Path(memorization_dir) if memorization_dir else None, seed, quiet

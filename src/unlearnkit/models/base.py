@@ -77,6 +77,17 @@ def head_inputs(model: nn.Module, head: nn.Linear, x: torch.Tensor) -> torch.Ten
     return h
 
 
+def require_classifier(model: nn.Module, what: str) -> None:
+    """One-line refusal of a sequence model (``objective == "next_token"``) by a part of the
+    toolkit (``what``) defined for classifiers only."""
+    if getattr(model, "objective", "classify") != "classify":
+        raise UnlearnkitError(
+            f"{what} are defined for classifiers; {type(model).__name__} is a sequence model "
+            "(next-token objective): use unlearnkit.difficulty.sequence and unlearnkit.metrics.sequence "
+            "(docs/language.md)"
+        )
+
+
 ModelBuilder = Callable[..., Classifier]
 # Keyword arguments that are layer sizes or counts: positive integers (checked before building).
 SIZE_ARGS = frozenset({"width", "depth", "heads", "shards", "context", "vocab_size"})
