@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from unlearnkit.data import ForgetSet
+from unlearnkit.data.forget import check_trained_on
 from unlearnkit.difficulty.scores import score_direction
 from unlearnkit.difficulty.geometry import centroid_distance, run_embeddings
 from unlearnkit.errors import UnlearnkitError
@@ -460,6 +461,7 @@ def rum(
     if retain not in RETAIN_POLICIES:
         raise UnlearnkitError(f"unknown retain policy '{retain}'; choose from: {', '.join(RETAIN_POLICIES)}")
     forget.check(run.data)
+    check_trained_on(forget, run.excluded, f"run {run.path}")
     refined = variant in ("rum_f", "rum")
     if refined:
         table = _scores_for(run, refine_by, scores)
