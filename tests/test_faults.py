@@ -313,7 +313,7 @@ def test_bench_on_a_disk_that_fills_up(cli, tmp_path, mounts):
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00\xff", b"{not json", b'{"pid": "7"}', b"[]"])
+@pytest.mark.parametrize("content", [b"", b"\x00\xff", b"{not json", b'{"pid": "7"}', b"[]", b'{"pid": 0, "host": "x"}'])
 def test_invalid_lock_file_is_stale(tmp_path, content):
     from unlearnkit.experiments.lock import LOCK, BenchLock
 

@@ -436,7 +436,8 @@ class DirLock:
             owner = json.loads(raw)
         except (ValueError, RecursionError):  # empty, binary, not JSON
             return None
-        ok = isinstance(owner, dict) and isinstance(owner.get("pid"), int) and isinstance(owner.get("host"), str)
+        pid = owner.get("pid") if isinstance(owner, dict) else None
+        ok = type(pid) is int and pid > 0 and isinstance(owner.get("host"), str)
         return owner if ok else None
 
     def _take_over(self, seen: bytes, why: str) -> None:
