@@ -162,7 +162,9 @@ def resolve_names(names: str | list[str] | tuple[str, ...]) -> list[str] | None:
 
 def available_scores(run: Run, names: list[str] | tuple[str, ...], memorization_dir: str | Path | None = None) -> list[str]:
     """The subset of ``names`` whose needs ``run`` meets."""
-    ctx = ScoreContext(run, torch.device("cpu"), Path(memorization_dir) if memorization_dir else None)
+    # On the model's own device: only the needs are checked, and the run's model must not move.
+    device = next(run.model.parameters()).device
+    ctx = ScoreContext(run, device, Path(memorization_dir) if memorization_dir else None)
     return [n for n in names if unmet_need(SCORES.get(n), ctx) is None]
 
 
