@@ -49,7 +49,7 @@ def memorization(
     block_size: int = typer.Option(None, "--block-size", help="Models per work unit (default 16 stacked, 1 loop)."),
     threads: int = typer.Option(1, "--threads", help="Torch threads per model (same in every executor)."),
     data_root: str = DATA_ROOT,
-    device: str = typer.Option("cpu", "--device", help=DEVICE.help),
+    device: str = DEVICE,
     quiet: bool = QUIET,
 ) -> None:
     """Train K models on random subsets; write MEM_DIR/memorization.parquet and memorization.json.
