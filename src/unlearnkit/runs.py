@@ -33,7 +33,9 @@ from unlearnkit._version import __version__
 from unlearnkit.data import DATASETS, DataBundle, load_dataset
 from unlearnkit.data.base import check_bundle_matches
 from unlearnkit.errors import DataError, RunError, UnlearnkitError, validation_message
-from unlearnkit.io import DirLock, atomic_dir, atomic_write, read_json, sha256_file, sha256_indices, write_json, write_parquet
+from unlearnkit.io import (
+    DirLock, atomic_dir, atomic_write, read_json, read_parquet, sha256_file, sha256_indices, write_json, write_parquet,
+)
 from unlearnkit.models import Classifier, build_model
 from unlearnkit.training import TrainConfig, resolve_device, seed_everything, split_accuracies, train
 
@@ -164,10 +166,10 @@ class Run:
 
     def dynamics(self) -> pd.DataFrame:
         if not self.dynamics_path.exists():
-            raise UnlearnkitError(
+            raise RunError(
                 f"{self.path}: no dynamics.parquet; it is recorded by `unlearnkit train`"
             )
-        return pd.read_parquet(self.dynamics_path)
+        return read_parquet(self.dynamics_path)
 
 
 RUN_LOCK = "run.lock"
@@ -281,14 +283,14 @@ def load_weights(path: Path, meta: dict[str, Any], model: nn.Module) -> None:
     """Load ``model.safetensors`` into ``model`` after checking its sha256."""
     wpath = path / WEIGHTS
     if not wpath.exists():
-        raise UnlearnkitError(f"{path}: missing {WEIGHTS}")
+        raise RunError(f"{path}: missing {WEIGHTS}")
     if sha256_file(wpath) != meta.get("weights_sha256"):
-        raise UnlearnkitError(f"{wpath}: sha256 mismatch; the checkpoint is corrupted or truncated")
+        raise RunError(f"{wpath}: sha256 mismatch; the checkpoint is corrupted or truncated")
     try:
         state = load_file(str(wpath))
         model.load_state_dict(state)
     except (SafetensorError, RuntimeError) as e:
-        raise UnlearnkitError(f"{wpath}: cannot load weights ({str(e).splitlines()[0]})") from None
+        raise RunError(f"{wpath}: cannot load weights ({str(e).splitlines()[0]})") from None
 
 
 def load_run(
@@ -306,7 +308,7 @@ def load_run(
     spec = meta.get("dataset") or {}
     if data is None:
         if spec.get("in_memory") and spec.get("name") not in DATASETS:
-            raise UnlearnkitError(
+            raise RunError(
                 f"{path}: trained on in-memory data '{spec.get('name')}' (not a registered dataset); "
                 "pass the same bundle: load_run(path, data=bundle)"
             )
@@ -348,7 +350,7 @@ def train_run(
     excl_pos = data.positions(exclude, what="excluded indices")
     keep = data.complement(excl_pos)
     if len(keep) == 0:
-        raise UnlearnkitError("nothing left to train on: every training example is excluded")
+        raise DataError("nothing left to train on: every training example is excluded")
     dev = resolve_device(device)
     out = Path(out)
     with atomic_dir(out, overwrite=overwrite) as tmp:

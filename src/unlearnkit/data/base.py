@@ -73,11 +73,11 @@ class DataBundle:
             val = set(self.index_val.numpy().tolist())
             in_val = [int(b) for b in bad if int(b) in val]
             if in_val:
-                raise UnlearnkitError(
+                raise DataError(
                     f"{what} {in_val[:5]} belong to the validation split of {self.name}, not the training set"
                 )
             total = len(train_idx) + len(val)
-            raise UnlearnkitError(
+            raise DataError(
                 f"{what} {bad[:5].tolist()} are outside the training set of {self.name} (valid: 0..{total - 1})"
             )
         return pos_c

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from unlearnkit.data.base import DataBundle, check_seed
-from unlearnkit.errors import DataError, UnlearnkitError
+from unlearnkit.errors import ConfigError, DataError
 from unlearnkit.io import read_index_file, sha256_indices, write_index_file
 
 
@@ -47,7 +47,7 @@ class ForgetSet:
     def check(self, data: DataBundle) -> np.ndarray:
         """Validate against ``data`` (non-empty, inside the training split); returns positions."""
         if len(self) == 0:
-            raise UnlearnkitError(f"{self.source or 'forget set'}: the forget set is empty")
+            raise DataError(f"{self.source or 'forget set'}: the forget set is empty")
         return self.positions(data)
 
 
@@ -88,7 +88,7 @@ def random_forget_set(data: DataBundle, size: int, seed: int, class_balanced: bo
     """
     n = data.n_train
     if size <= 0 or size > n:
-        raise UnlearnkitError(f"forget-set size must be in 1..{n} (the training set of {data.name}), got {size}")
+        raise ConfigError(f"forget-set size must be in 1..{n} (the training set of {data.name}), got {size}")
     rng = np.random.default_rng(check_seed(seed))
     idx = data.index_train.numpy()
     if not class_balanced:
@@ -100,7 +100,7 @@ def random_forget_set(data: DataBundle, size: int, seed: int, class_balanced: bo
         counts[rng.choice(len(classes), size % len(classes), replace=False)] += 1
         short = [int(c) for c, k in zip(classes, counts) if k > (y == c).sum()]
         if short:
-            raise UnlearnkitError(f"class-balanced forget set of {size}: classes {short} have too few examples")
+            raise ConfigError(f"class-balanced forget set of {size}: classes {short} have too few examples")
         chosen = np.concatenate(
             [rng.choice(idx[y == c], size=k, replace=False) for c, k in zip(classes, counts)]
         )
@@ -111,8 +111,8 @@ def random_forget_set(data: DataBundle, size: int, seed: int, class_balanced: bo
 def class_forget_set(data: DataBundle, cls: int) -> ForgetSet:
     """Every training index of class ``cls`` (full-class forgetting)."""
     if not 0 <= int(cls) < data.num_classes:
-        raise UnlearnkitError(f"unknown class {cls}; {data.name} has classes 0..{data.num_classes - 1}")
+        raise ConfigError(f"unknown class {cls}; {data.name} has classes 0..{data.num_classes - 1}")
     chosen = data.index_train.numpy()[data.y_train.numpy() == int(cls)]
     if len(chosen) == 0:
-        raise UnlearnkitError(f"class {cls} has no training examples in {data.name}")
+        raise DataError(f"class {cls} has no training examples in {data.name}")
     return ForgetSet(chosen, {"kind": "class", "dataset": data.name, "seed": None, "class": int(cls)})

@@ -17,7 +17,7 @@ import numpy as np
 
 from unlearnkit.data.base import DataBundle, Dataset, make_bundle, parse_options, split_off_test
 from unlearnkit.data.registry import DATASETS
-from unlearnkit.errors import DataError, UnlearnkitError
+from unlearnkit.errors import ConfigError, DataError, UnlearnkitError
 
 TEST_FRACTION = 0.2
 MIN_EXAMPLES = 2  # one to train on and one to test on, at the least
@@ -105,10 +105,10 @@ class Npz(Dataset):
     def load(self, data_root, val_fraction, split_seed, state=None, **options: Any) -> DataBundle:
         opts = parse_options(self.full_name, options, OPTIONS)
         if not self.arg:
-            raise UnlearnkitError("npz needs a file: " + USAGE)
+            raise ConfigError("npz needs a file: " + USAGE)
         where = self.locate(data_root)
         if where is None:
-            raise UnlearnkitError(f"{self.full_name}: file not found; looked in {', '.join(self.search_paths(data_root))}")
+            raise DataError(f"{self.full_name}: file not found; looked in {', '.join(self.search_paths(data_root))}")
         path = Path(where)
         arrays = _read_arrays(path)
         missing = [k for k in ("x", "y") if k not in arrays]
