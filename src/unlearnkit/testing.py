@@ -28,7 +28,7 @@ from safetensors.torch import load, save
 from torch import nn
 
 from unlearnkit.data import as_bundle
-from unlearnkit.errors import UnlearnkitError
+from unlearnkit.errors import UnlearnkitError, validation_message
 from unlearnkit.methods.api import run_method
 from unlearnkit.methods.base import Method, Params
 from unlearnkit.task import REQUIREMENTS, Task
@@ -183,7 +183,7 @@ def check_method(
     try:
         method.Params()
     except ValidationError as e:
-        raise ContractError(f"{name}.Params() does not validate with its defaults ({e.errors()[0]['msg']})") from None
+        raise ContractError(f"{name}.Params() does not validate with its defaults ({validation_message(e)})") from None
     try:
         method.Params(**{"__not_a_parameter__": 1})
         raise ContractError(f"{name}.Params accepts unknown keys; keep model_config extra='forbid' (subclass Params)")
