@@ -228,7 +228,8 @@ TUNED_BENCH = {
     "model": {"name": "mlp", "width": 16},
     "training": {"epochs": 4, "lr": 0.1},
     "seeds": [0, 1],
-    "forget_sets": [{"kind": "random", "size": 30}, {"kind": "score", "score": "confidence", "level": "high", "size": 30}],
+    "forget_sets": [{"kind": "random", "size": 30}, {"kind": "score", "score": "confidence", "level": "high", "size": 30},
+                    {"kind": "score", "score": "confidence", "level": "low", "size": 0.45}],  # too large to match
     "scores": ["confidence"],
     "methods": {"finetune": {"batch_size": 64}},
     "metrics": {"mia_max_per_side": 100},
@@ -242,8 +243,10 @@ def test_bench_tunes_once_per_forget_kind_and_records_params(cli, tmp):
     cfg = validate_config(TUNED_BENCH)
     out = run_bench(cfg, tmp / "b", report=False)
     assert not out.failures
-    tunes = sorted((tmp / "b" / "units" / "tune").glob("*/unit.json"))
-    assert len(tunes) == 2  # one method x two forget kinds, not per seed
+    tunes = [f for f in sorted((tmp / "b" / "units" / "tune").glob("*/unit.json")) if "skipped" not in read_json(f)["summary"]]
+    assert len(tunes) == 2  # one method x the two forget kinds that can be matched, not per seed
+    skipped = [read_json(f)["summary"] for f in (tmp / "b" / "units" / "tune").glob("*/unit.json")]
+    assert len(skipped) == 3 and sum("skipped" in s for s in skipped) == 1  # the 45% set: presets kept
     chosen = {}
     evaluated = set()
     for f in (tmp / "b" / "units" / "forget").glob("*/forget.json"):
@@ -257,7 +260,7 @@ def test_bench_tunes_once_per_forget_kind_and_records_params(cli, tmp):
     assert set(chosen) == {"random", "confidence-high"}
     df = read_results(tmp / "b")
     ft = df[df["method"] == "finetune"]
-    for _, r in ft.iterrows():
+    for _, r in ft[ft["forget_kind"] != "confidence-low"].iterrows():
         params = json.loads(r["params"])
         kind = "random" if r["forget_kind"] == "random" else "confidence-high"
         assert {k: params[k] for k in chosen[kind]} == chosen[kind] and params["batch_size"] == 64

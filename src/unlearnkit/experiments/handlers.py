@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from unlearnkit.data import DataBundle, ForgetSet, load_dataset, load_forget, save_forget
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.experiments.config import ForgetSpec
 from unlearnkit.experiments.units import DONE, handler
 from unlearnkit.io import read_json, write_parquet
@@ -169,8 +170,13 @@ def _do_tune_validation(inputs, deps, out, opts):
     run = _run(deps["run"], opts)
     like = _forget(deps["like"], run.data) if "like" in deps else None
     avoid = np.unique(np.concatenate([_forget(d, run.data).indices for k, d in deps.items() if k.startswith("avoid")]))
-    # tolerance 1: the bench tunes on the closest matched set whatever its quantile shift (recorded)
-    val = validation_forget_set(run, None, inputs["val_seed"], avoid, like=like, tolerance=1.0)
+    try:
+        val = validation_forget_set(run, None, inputs["val_seed"], avoid, like=like)
+    except UnlearnkitError as e:
+        # No disjoint set matches this kind (its hard examples are all in evaluated sets): tuning on a
+        # much easier set would pick near no-ops, so the kind's methods keep their presets instead.
+        why = str(e).split(": ", 1)[-1]
+        return {"unmatched": why, "warnings": [f"not tuned, presets kept: {why}"]}
     save_forget(out / FORGET, val)
     ref = reference_accuracies(run, val, seed=inputs["seed"], device=opts.get("device", "auto"), reference_dir=out)
     return {"size": len(val), "match": val.meta.get("match", "random"),
@@ -181,6 +187,9 @@ def _do_tune_validation(inputs, deps, out, opts):
 def _do_tune(inputs, deps, out, opts):
     from unlearnkit.meta.tune import tune, write_tune
 
+    unmatched = read_json(deps["validation"] / DONE)["summary"].get("unmatched")
+    if unmatched:
+        return {"chosen": {}, "skipped": unmatched}
     run = _run(deps["run"], opts)
     val = _forget(deps["validation"], run.data)
     # the validation unit holds the reference, retrained once for every method of its kind

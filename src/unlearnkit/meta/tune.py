@@ -581,6 +581,8 @@ def presets_from_bench(bench_dir: str | Path, path: str | Path, *, command: str)
     model = cfg["model"]["name"]
     written = []
     for unit in sorted((bench_dir / "units" / "tune").glob("*/unit.json")):
+        if not (unit.parent / "tune.json").exists():  # skipped: no matched validation set
+            continue
         res = read_json(unit.parent / "tune.json")
         v = res["validation_forget"]
         kind = preset_kind(v.get("like_kind")) if "like" in v else ANY
