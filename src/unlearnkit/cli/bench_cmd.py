@@ -77,6 +77,6 @@ def demo(
     device: str = DEVICE,
     quiet: bool = QUIET,
 ) -> None:
-    """Run the packaged demo benchmark (digits + mlp, the whole pipeline, a few minutes on a laptop)."""
+    """Run the packaged demo benchmark (digits + mlp, the whole pipeline; measured times in docs/timings.md)."""
     with resources.as_file(resources.files("unlearnkit").joinpath("configs", "demo.yaml")) as path:
         _bench(Path(path), out, executor, address, device, quiet)
