@@ -18,7 +18,9 @@ from unlearnkit.data import load_dataset, load_forget
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import DirLock, read_index_file
 
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Derandomized: the same examples every run (reproducible CI); no example database in the work tree.
+SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def one_line(e: UnlearnkitError) -> None:
