@@ -134,9 +134,19 @@ def test_idx_pad32_and_rgb(tmp_path):
     assert load_dataset("mnist", data_root=str(tmp_path), pad32=True).x_train.shape[1:] == (1, 32, 32)
 
 
+def test_idx_train_size_keeps_the_first_images(tmp_path):
+    arrays = write_mnist(tmp_path / "mnist")
+    b = load_dataset("mnist", data_root=str(tmp_path), val_fraction=0.25, train_size="20")
+    assert len(b.y_train) + len(b.y_val) == 20 and len(b.y_test) == N_TEST
+    assert np.array_equal(b.y_train.numpy(), arrays["train-labels-idx1-ubyte"][b.index_train.numpy()])
+    assert b.index_train.max() < 20 and b.spec["options"] == {"train_size": "20"}
+    with pytest.raises(UnlearnkitError, match="train_size must be >= 0"):
+        load_dataset("mnist", data_root=str(tmp_path), train_size=-1)
+
+
 def test_idx_bad_option(tmp_path):
     write_mnist(tmp_path / "mnist")
-    with pytest.raises(UnlearnkitError, match="unknown option.*colour.*valid options: pad32, rgb"):
+    with pytest.raises(UnlearnkitError, match="unknown option.*colour.*valid options: pad32, rgb, train_size"):
         load_dataset("mnist", data_root=str(tmp_path), colour=True)
     with pytest.raises(UnlearnkitError, match="pad32='maybe' is not a valid bool"):
         load_dataset("mnist", data_root=str(tmp_path), pad32="maybe")
