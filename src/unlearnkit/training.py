@@ -225,7 +225,11 @@ def train(
         for epoch in range(cfg.epochs):
             epochs_run = epoch + 1
             perm = torch.randperm(n, generator=gen)
-            tot_loss, tot_correct = 0.0, 0
+            # Sums and dynamics stay on the device until the epoch ends: on a GPU a step then
+            # waits for the device only in the loss check, not for every number it records.
+            tot_loss = torch.zeros((), dtype=torch.float64, device=device)
+            tot_correct = torch.zeros((), dtype=torch.float64, device=device)
+            epoch_dyn = torch.zeros((3, n), device=device) if dyn is not None else None
             for step, b in enumerate(perm.split(cfg.batch_size)):
                 xb, yb = x[b].to(device, non_blocking=True), y[b].to(device, non_blocking=True)
                 if cfg.augment:
@@ -243,13 +247,16 @@ def train(
                 sched.step()
                 with torch.no_grad():
                     correct = per_example_correct(logits, yb)
-                    tot_loss += float(loss) * len(b)
-                    tot_correct += float(correct.sum())
-                    if dyn is not None:
+                    tot_loss += loss.detach().double() * len(b)
+                    tot_correct += correct.sum().double()
+                    if epoch_dyn is not None:
                         p_true = true_probability(logits, yb)
                         # A sequence counts as correct when most of its next tokens are.
-                        stacked = torch.stack([p_true, (correct >= 0.5).float(), losses.detach().float()]).cpu()
-                        dyn[:, epoch, b.numpy()] = stacked.numpy()
+                        epoch_dyn[:, b.to(device)] = torch.stack(
+                            [p_true.float(), (correct >= 0.5).float(), losses.detach().float()])
+            if epoch_dyn is not None:
+                dyn[:, epoch] = epoch_dyn.cpu().numpy()
+            tot_loss, tot_correct = float(tot_loss), float(tot_correct)
             bar.update(task, advance=1, info=f"loss {tot_loss / n:.4f} acc {tot_correct / n:.3f}")
             if cfg.until_fit is not None and fit_worth_checking(tot_correct / n, cfg.until_fit):
                 fit = accuracy(model, x, y, device=device)
