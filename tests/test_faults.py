@@ -476,6 +476,12 @@ def test_api_error_types(tmp_path, run_dir):
         from unlearnkit import make_bundle
 
         make_bundle("mine", np.where(X == X[3, 1], np.nan, X), Y2, X[:4], Y2[:4])
+    with pytest.raises(DataError, match="all have class 0; a classifier needs at least 2 classes"):
+        from unlearnkit import TrainConfig, make_bundle, train_run
+
+        one_class = make_bundle("one", X.astype(np.float32), np.zeros(40, int), X[:4].astype(np.float32), Y2[:4])
+        train_run(one_class, "mlp", TrainConfig(epochs=1), tmp_path / "never")
+    assert not (tmp_path / "never").exists()
     with pytest.raises(OutputError, match="cannot write"):
         write_json("/proc/unlearnkit.json", {})
     assert all(issubclass(e, UnlearnkitError) for e in (BusyError, ConfigError, DataError, OutputError, RunError))
