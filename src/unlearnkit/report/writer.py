@@ -219,18 +219,21 @@ def build_blocks(df: pd.DataFrame, ctx: Mapping[str, Any]) -> list[Block]:
     if isinstance(split_half, Mapping):
         split_half = split_half.get("spearman")
     gain, kinds = figs.gain_over_original(df)
+    # What qualifies every memorization-based figure: the estimate's reliability and the original's fit.
+    mem_fig_warn = " ".join(w for w in (mem_warn, fit_warn) if w) or None
     candidates = [
         ("tow_gain_over_original", figs.tow_gain(df),
          f"ToW gain of each method over the original, paired by seed and forget set, on the {len(kinds)} forget "
          f"sets every method ran on ({', '.join(kinds)}).", None),
         ("tow_by_level", figs.tow_by_level(df),
          "ToW per method against the difficulty level of the forget set; memorization solid, entanglement dashed "
-         "(levels name distance bins, see the ES note above); the grey lines are the original.", mem_warn),
+         "(levels name distance bins, see the ES note above); the grey lines are the original.", mem_fig_warn),
         ("tow_vs_es", figs.tow_vs_es(df), "ToW of each forget set against its ES, mean over methods (coloured) and "
                                           "the original (grey).", None),
         ("memorization_histogram", figs.memorization_hist(ctx.get("memorization"), split_half),
-         "Memorization estimate and its split-half reliability.", mem_warn),
-        ("proxies_vs_memorization", figs.proxies_vs_memorization(scores), "Proxies against memorization.", mem_warn),
+         "Memorization estimate and its split-half reliability.", mem_fig_warn),
+        ("proxies_vs_memorization", figs.proxies_vs_memorization(scores), "Proxies against memorization.",
+         mem_fig_warn),
         ("cost_vs_tow", figs.cost_vs_tow(df), "Quality against cost, on the common forget sets; the dashed line is "
                                               "the original (cost 0).", None),
     ]
