@@ -356,6 +356,20 @@ def test_temporaries_of_a_killed_unit_are_removed(tmp_path):
     assert sorted(p.name for p in unit.parent.iterdir()) == ["abc123"]
 
 
+def test_a_run_set_aside_by_a_killed_writer_is_restored(tmp_path):
+    """Killed between atomic_dir's two renames (old run set aside, new one not yet in place):
+    the next writer puts the old run back, and refuses to replace it without overwrite."""
+    import unlearnkit.io as uio
+
+    aside = tmp_path / f".run.{uio._HOST}-{2**22 + 12345}.old"  # a pid no process has
+    aside.mkdir()
+    (aside / "run.json").write_text('{"kind": "train"}')
+    with pytest.raises(OutputError, match="already holds a run; pass --overwrite"):
+        with uio.atomic_dir(tmp_path / "run"):
+            pass
+    assert (tmp_path / "run" / "run.json").read_text() == '{"kind": "train"}' and not aside.exists()
+
+
 def test_a_live_writers_temporary_is_kept(tmp_path):
     """A temporary of a running process (this one, another worker) is never swept."""
     from unlearnkit.io import atomic_dir, sweep_stale_temps

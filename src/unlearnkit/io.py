@@ -124,7 +124,9 @@ def sweep_stale_temps(directory: str | Path, name: str | None = None) -> list[Pa
 
     A process killed with SIGKILL cannot clean up after itself; the next writer
     of the same path (or the next bench over the same directory) does it. Only
-    this host's temporaries whose process is gone are touched. Returns what was removed.
+    this host's temporaries whose process is gone are touched; a directory set
+    aside for replacement whose replacement never arrived is restored instead.
+    Returns what was removed.
     """
     removed: list[Path] = []
     try:
@@ -137,6 +139,12 @@ def sweep_stale_temps(directory: str | Path, name: str | None = None) -> list[Pa
             continue
         pid = int(m["pid"])
         if pid == os.getpid() or pid_alive(pid):
+            continue
+        target = p.with_name(m["name"])
+        if p.name.endswith(".old") and not target.exists():
+            # Killed between atomic_dir's two renames: this is the previous version; put it back.
+            with contextlib.suppress(OSError):
+                os.replace(p, target)
             continue
         with contextlib.suppress(OSError):
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
@@ -242,6 +250,7 @@ def atomic_dir(out: str | Path, overwrite: bool = False, marker: str = "run.json
     """
     out = Path(out)
     with reporting(out):
+        remove_stale_temps(out)  # first: it may restore an ``out`` a killed writer had set aside
         if out.exists():
             if not out.is_dir():
                 raise OutputError(f"{out}: exists and is not a directory")
@@ -249,7 +258,6 @@ def atomic_dir(out: str | Path, overwrite: bool = False, marker: str = "run.json
                 what = "a run" if (out / marker).exists() else "files"
                 raise OutputError(f"{out}: already holds {what}; pass --overwrite to replace it")
         out.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(out)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{_tag()}.", suffix=".tmp", dir=out.parent))
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700
     try:
