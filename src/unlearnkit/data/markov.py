@@ -24,14 +24,16 @@ Everything is a deterministic function of the options (``seed`` included).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from unlearnkit.data.base import DataBundle, Dataset, make_bundle, parse_options
 from unlearnkit.data.registry import DATASETS
 from unlearnkit.errors import UnlearnkitError
+
+if TYPE_CHECKING:  # imported where used: `unlearnkit data list` does not load torch
+    import torch
 
 OFFSET = 2  # token id of state 0 (0 = padding, 1 = unknown)
 OPTIONS = {
@@ -95,6 +97,8 @@ def true_next_token_probs(state: dict[str, Any], x: torch.Tensor) -> torch.Tenso
     padding and unknown ids get probability 0. ``x`` is int64 ``[n, L]``
     token ids (padding-free, as this dataset produces).
     """
+    import torch
+
     init = torch.as_tensor(np.asarray(state["initial"]), dtype=torch.float64)
     trans = torch.as_tensor(np.asarray(state["transitions"]), dtype=torch.float64)
     weights = torch.as_tensor(np.asarray(state["weights"]), dtype=torch.float64)
