@@ -141,6 +141,8 @@ def test_tune_like_with_a_cost_cap_and_collapse_flag(digits_run, scores, high, t
     point = {"lr": [0.05], "epochs": [1]}
     zero = tune(digits_run, "l1_sparse", grid={**point, "alpha": [0.0]}, val_size=40, reference_dir=tmp)
     assert zero.collapsed_to == "finetune"
+    noop = tune(digits_run, "finetune", grid={"lr": [1e-6], "epochs": [1]}, val_size=40, reference_dir=tmp)
+    assert noop.collapsed_to == "original"
     real = tune(digits_run, "l1_sparse", grid={**point, "alpha": [1e-2]}, val_size=40, reference_dir=tmp)
     assert real.collapsed_to is None
 

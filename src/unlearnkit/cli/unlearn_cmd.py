@@ -36,7 +36,7 @@ def describe_params(run: Any, forget: Any, method: str, resolved: dict[str, Any]
     where = f"preset {source}" if source else "class defaults (no preset applies)"
     if overrides:
         where += f", overridden by --set {', '.join(overrides)}"
-    note = f"; note: tuned setting equals {prov['collapsed_to']}" if prov.get("collapsed_to") else ""
+    note = f"; note: the tuned setting reduces to {prov['collapsed_to']}" if prov.get("collapsed_to") else ""
     values = ", ".join(f"{k}={v}" for k, v in resolved.items())
     return f"{method} hyperparameters ({where}{note}): {values}"
 
@@ -157,7 +157,9 @@ def tune(
         console.print(f"({len(res.table) - len(shown)} more settings in {out})")
     console.print(f"chosen {res.chosen} (ToW {res.tow:.4f}, cost {res.cost:.3f} of retraining) -> {out}")
     if res.collapsed_to:
-        console.print(f"warning: the chosen {method} setting behaves exactly like {res.collapsed_to} "
+        what = "changes no prediction of the original (a no-op)" if res.collapsed_to == "original" \
+            else f"behaves exactly like {res.collapsed_to}"
+        console.print(f"warning: the chosen {method} setting {what} "
                       f"(flagged as collapsed_to in the output{' and the preset' if update_preset_file else ''})")
 
 

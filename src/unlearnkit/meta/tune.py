@@ -21,8 +21,9 @@ third goes on to the next epoch count, and so on. ``max_cost`` caps the examples
 processed as a fraction of retraining's (the unlearning challenge used 0.2).
 
 The best eligible ToW wins; ties go to the cheaper point (fewer examples processed).
-A method whose chosen setting behaves exactly like a simpler method (l1_sparse with a
-vanishing penalty is finetune) is flagged in ``collapsed_to``.
+A chosen setting that changes no prediction of the original is flagged ``collapsed_to:
+"original"`` (a no-op), one that behaves exactly like a simpler method (l1_sparse with a
+vanishing penalty is finetune) ``collapsed_to: <that method>``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from unlearnkit.data import ForgetSet
 from unlearnkit.errors import ConfigError, UnlearnkitError
@@ -456,15 +458,17 @@ def _full_params(method: str, point: Mapping[str, Any]) -> dict[str, Any]:
 
 def collapse_check(run: Run, forget: ForgetSet, method: str, chosen: Mapping[str, Any], *, seed: int = 0,
                    device: str = "auto", quiet: bool = True) -> str | None:
-    """The simpler method (:data:`COLLAPSES`) that ``method`` at ``chosen`` reproduces, or None.
-
-    Both are run on ``forget`` with the same shared values; they collapse when their
-    validation-split logits agree to 1e-4 and their predictions are identical.
-    """
+    """What ``method`` at ``chosen`` reduces to, or None: ``"original"`` when it changes no
+    prediction of the original on the training set (S included) or the validation split (a
+    no-op), else the simpler method of :data:`COLLAPSES` when both, run on ``forget`` with the
+    shared values, give validation-split logits that agree to 1e-4 and the same predictions."""
+    mine = run_unlearn(run, forget, method, _full_params(method, chosen), seed=seed, device=device, quiet=quiet).model
+    x = torch.cat([run.data.x_train, run.data.x_val])
+    if bool((predict_logits(mine, x).argmax(1) == predict_logits(run.model, x).argmax(1)).all()):
+        return "original"
     if method not in COLLAPSES or COLLAPSES[method][0] not in METHODS:
         return None
     simpler, dropped = COLLAPSES[method]
-    mine = run_unlearn(run, forget, method, _full_params(method, chosen), seed=seed, device=device, quiet=quiet).model
     fields = METHODS.get(simpler).Params.model_fields
     shared = {k: v for k, v in _full_params(method, chosen).items() if k in fields and k not in dropped}
     other = run_unlearn(run, forget, simpler, _full_params(simpler, shared), seed=seed, device=device, quiet=quiet).model
