@@ -100,7 +100,8 @@ def rum_claims(df: pd.DataFrame) -> list[Verdict]:
     ):
         a = df[df["variant"] == variant]
         b = van if other == "vanilla" else df[df["variant"] == other]
-        b = b[b["method"].isin(a["method"].unique())]  # the methods run in both ways
+        # Only where both were run: the methods and forget sets of the variant's rows.
+        b = b[b["method"].isin(a["method"].unique()) & b["forget_kind"].isin(a["forget_kind"].unique())]
         if a.empty or b.empty:
             out.append(_not_tested(claim, f"{variant} and {other} rows"))
             continue
@@ -111,7 +112,7 @@ def rum_claims(df: pd.DataFrame) -> list[Verdict]:
         out.append(_not_tested(claim, "rum rows"))
     else:
         # Against the best vanilla candidate of each (seed, forget set): the bar RUM must clear.
-        cands = _approximate(df)
+        cands = _approximate(df)[lambda d: d["forget_kind"].isin(rum["forget_kind"].unique())]
         best = cands.groupby(["forget_kind", "seed"], as_index=False)["tow"].max()
         out.append(_paired(claim, rum, best, ["forget_kind", "seed"], what="seed x forget set, vs the best vanilla"))
     return out
