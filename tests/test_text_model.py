@@ -60,7 +60,8 @@ TEXT_BENCH = {
     "training": {"epochs": 8, "lr": 0.01, "optimizer": "adamw", "weight_decay": 0.0, "batch_size": 32},
     "seeds": [0],
     "forget_sets": [{"kind": "random", "size": 20}, {"kind": "memorization", "level": "high", "size": 20}],
-    "memorization": {"k": 4, "epochs": 3},
+    "memorization": {"k": 4, "training": {"epochs": 3, "lr": 0.01, "optimizer": "adamw", "weight_decay": 0.0,
+                                          "batch_size": 32}},
     "scores": ["confidence", "loss"],
     "methods": {"finetune": {"epochs": 1}, "imu": {}},
     "metrics": {"mia_max_per_side": 50},
@@ -73,7 +74,8 @@ def test_text_bench_end_to_end(tmp_path):
 
     if get_dataset("rotten-tomatoes").locate(None) is None:
         pytest.fail("rotten-tomatoes is missing: `make test` fetches it (unlearnkit data fetch rotten-tomatoes)")
-    run_bench(validate_config(TEXT_BENCH), tmp_path / "bench")
+    outcome = run_bench(validate_config(TEXT_BENCH), tmp_path / "bench")
+    assert not outcome.failures, outcome.failures
     df = read_results(tmp_path / "bench")
     assert set(df["method"]) == {"original", "finetune", "imu"}
     assert set(df["forget_kind"]) == {"random", "memorization-high"}
