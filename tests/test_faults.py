@@ -177,6 +177,8 @@ CASES = [
      "entry 1 (1.5) is not an integer index"),
     ("avoid-binary", 3, lambda t, r: ["tune", "-r", r, "--method", "finetune", "--avoid", write(t, "a.txt", b"\x80\x81"),
                                       "-o", t / "t.json", "-q"], "not a UTF-8 text file"),
+    ("bench-config-binary", 3, lambda t, r: ["bench", write(t, "c.yaml", b"\xff\xfe\x00"), "-o", t / "b"],
+     "c.yaml: not a UTF-8 text file (byte 0)"),
     ("runjson-list", 4, lambda t, r: ["forget-set", "random", "-r", bad_run(t, r, "list", lambda m: [m]), "-n", 5,
                                       "-o", t / "f.json"], "run.json must hold a JSON object, got a JSON list"),
     ("runjson-no-dataset", 4, lambda t, r: ["forget-set", "random", "-n", 5, "-o", t / "f.json", "-r",

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from unlearnkit.errors import UnlearnkitError, validation_problems
+from unlearnkit.io import read_text
 from unlearnkit.training import TrainConfig
 
 Level = Literal["low", "medium", "high", "mix"]
@@ -444,7 +445,5 @@ def validate_config(data: Any, lines: dict[tuple, int] | None = None, source: st
 def load_config(path: str | Path) -> BenchConfig:
     """Read and validate a YAML benchmark config."""
     path = Path(path)
-    if not path.exists():
-        raise UnlearnkitError(f"{path}: config file not found")
-    data, lines = parse_yaml(path.read_text(), str(path))
+    data, lines = parse_yaml(read_text(path, "config file"), str(path))  # missing, binary: one line
     return validate_config(data, lines, str(path))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.io import read_json, write_json
+from unlearnkit.io import read_json, read_text, write_json
 from unlearnkit.registry import Registry
 
 ANY = "*"
@@ -102,9 +102,7 @@ def load_presets(dataset: str | None = None, path: str | Path | None = None, *, 
     validated against ``methods`` (the METHODS registry)."""
     if path is not None:
         p = Path(path)
-        if not p.exists():
-            raise UnlearnkitError(f"{p}: preset file not found")
-        return _parse(p.read_text(), str(p), methods)
+        return _parse(read_text(p, "preset file"), str(p), methods)  # missing, binary: one line
     if not dataset:
         return {}
     base = dataset.split(":")[0]
