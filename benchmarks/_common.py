@@ -7,6 +7,7 @@ import argparse
 
 import numpy as np
 import torch
+from torch import nn
 
 from unlearnkit import TrainConfig, load_dataset
 from unlearnkit.data import DataBundle
@@ -31,3 +32,22 @@ def setup(args: argparse.Namespace) -> tuple[DataBundle, TrainConfig, dict, np.r
     data = load_dataset(args.dataset)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed)
     return data, cfg, {"width": args.width}, np.random.default_rng(args.seed)
+
+
+def macs_per_example(model: nn.Module, x: torch.Tensor) -> int:
+    """Multiply-accumulates of one forward pass on one example (conv and linear layers)."""
+    total = 0
+
+    def hook(mod: nn.Module, inp, out) -> None:
+        nonlocal total
+        if isinstance(mod, nn.Conv2d):
+            total += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+        elif isinstance(mod, nn.Linear):
+            total += out.numel() * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model(x[:1])
+    for h in handles:
+        h.remove()
+    return total

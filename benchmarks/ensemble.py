@@ -23,30 +23,12 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from _common import macs_per_example
 
 from unlearnkit import TrainConfig, load_dataset
 from unlearnkit.ensembles import train_ensemble
 from unlearnkit.runs import new_model
-
-
-def macs_per_example(model: nn.Module, x: torch.Tensor) -> int:
-    """Multiply-accumulates of one forward pass on one example (conv and linear layers)."""
-    total = 0
-
-    def hook(mod: nn.Module, inp, out) -> None:
-        nonlocal total
-        if isinstance(mod, nn.Conv2d):
-            total += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
-        elif isinstance(mod, nn.Linear):
-            total += out.numel() * mod.in_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        model(x[:1])
-    for h in handles:
-        h.remove()
-    return total
 
 
 def best_of(fn, reps: int = 3) -> float:

@@ -24,10 +24,10 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-from torch import nn
+
+from _common import macs_per_example
 
 from unlearnkit import TrainConfig, load_dataset, train_run
 from unlearnkit.data import DataBundle
@@ -40,25 +40,6 @@ def subset(data: DataBundle, n: int) -> DataBundle:
     return dataclasses.replace(
         data, x_train=data.x_train[:n], y_train=data.y_train[:n], index_train=data.index_train[:n]
     )
-
-
-def macs_per_example(model: nn.Module, x: torch.Tensor) -> int:
-    """Multiply-accumulates of one forward pass on one example (conv and linear layers)."""
-    total = 0
-
-    def hook(mod: nn.Module, inp, out) -> None:
-        nonlocal total
-        if isinstance(mod, nn.Conv2d):
-            total += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
-        elif isinstance(mod, nn.Linear):
-            total += out.numel() * mod.in_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        model(x[:1])
-    for h in handles:
-        h.remove()
-    return total
 
 
 def matmul_flops(threads: int, size: int = 2048, reps: int = 5) -> float:
