@@ -51,8 +51,16 @@ class Plan:
     instances: WorkUnit | None = None
 
 
+def forget_kind(spec: ForgetSpec) -> str:
+    """The ``kind`` the forget set of ``spec`` will record (what presets are keyed by)."""
+    if spec.kind == "score":
+        return f"score:{spec.score}-{spec.one_level}"
+    return spec.kind if spec.kind in ("random", "class") else f"{spec.kind}-{spec.one_level}"
+
+
 def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
     """Every work unit of ``cfg`` and how they make the results rows."""
+    from unlearnkit.methods import METHODS, preset_for
     data_in = cfg.dataset.model_dump(exclude={"data_root"})
     model_in = {"model": cfg.model.name, "model_kwargs": cfg.model.build_kwargs()}
     recipe = cfg.training.model_dump(exclude={"seed"})
@@ -128,7 +136,9 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
             for method, params in vanilla.items():
                 parent = sisa if method == "sisa" else train
                 tu = tuned.get((method, spec.label)) or tuned.get((method, ANY_KIND))
-                um = unit("unlearn", {"method": method, "params": params, "seed": seed},
+                # the preset that will apply is part of the key, so a changed preset file reruns the unit
+                preset = preset_for(cfg.dataset.name, method, cfg.model.name, forget_kind(spec)) if method in METHODS else {}
+                um = unit("unlearn", {"method": method, "params": params, "seed": seed, **({"preset": preset} if preset else {})},
                           {"run": parent, "forget": fu, **({"tuning": tu} if tu else {})},
                           label=f"{method} {spec.label} seed {seed}")
                 row(method, "vanilla", um, um)
