@@ -35,8 +35,14 @@ def score(
     from unlearnkit.difficulty.scores import spearman
     from unlearnkit.runs import load_run
 
+    names = [n.strip() for n in scores.split(",") if n.strip()]
+    if memorization is not None and names != ["all"] and "memorization" not in names:
+        # A memorization run given with a list that leaves it out is used, not silently dropped.
+        names.append("memorization")
+        console.print(f"adding the memorization score from {memorization} (given by --memorization)",
+                      highlight=False)
     r = load_run(run, data_root=data_root)
-    table = score_run(r, scores, memorization, quiet, device=device, seed=seed)
+    table = score_run(r, names if names != ["all"] else "all", memorization, quiet, device=device, seed=seed)
     seconds, skipped = table.attrs["seconds"], table.attrs["skipped"]
     corr = "memorization" in table.columns
     out = Table("score", "direction", "mean", "seconds", *(["Spearman vs memorization"] if corr else []))
