@@ -87,6 +87,9 @@ def test_run_roundtrip(tmp_path, data):
     assert loaded.data.state["transitions"] == data.state["transitions"]
     assert torch.equal(loaded.model(data.x_test[:3]), run.model(data.x_test[:3]))
     assert 0 < run.meta["results"]["test_acc"] < 1  # next-token accuracy
+    wider = load_dataset("markov", **{**SMALL, "states": 9})
+    with pytest.raises(UnlearnkitError, match="vocabulary mismatch between run and data: the model has 8 token ids"):
+        load_run(tmp_path / "run", data=wider)
 
 
 def test_bad_inputs_are_one_line(data):

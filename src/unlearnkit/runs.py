@@ -136,7 +136,12 @@ def model_kwargs_for(data: DataBundle, kwargs: dict[str, Any]) -> dict[str, Any]
     """Model arguments that depend on the data (the text model's vocabulary size)."""
     out = {k: v for k, v in kwargs.items() if v is not None}
     if data.is_text:
-        out.setdefault("vocab_size", len(data.state["vocab"]) + 2)
+        have = len(data.state["vocab"]) + 2
+        if int(out.setdefault("vocab_size", have)) != have:
+            raise UnlearnkitError(
+                f"vocabulary mismatch between run and data: the model has {out['vocab_size']} token ids, "
+                f"the data '{data.name}' has {have}; load the data the run was trained on"
+            )
     return out
 
 
