@@ -95,10 +95,14 @@ def by_score(
     out: Path = typer.Option(..., "--out", "-o", help="Forget file to write (.json keeps provenance)."),
     seed: int = SEED,
     data_root: str = DATA_ROOT,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Forget set of the SIZE examples at LEVEL of a score (docs/difficulty.md: the levels)."""
     from unlearnkit.difficulty import forget_by_score
     from unlearnkit.runs import load_run
+    from unlearnkit.io import check_new_file
+
+    check_new_file(out, overwrite)  # before the work, not after it
 
     _save(forget_by_score(load_run(run, data_root=data_root), score, level, size, seed), out)
 
@@ -119,10 +123,14 @@ def by_entanglement(
     out: Path = typer.Option(..., "--out", "-o", help="Forget file to write (.json keeps provenance)."),
     seed: int = SEED,
     data_root: str = DATA_ROOT,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Forget set at an entanglement level: its Entanglement Score with the rest, low < medium < high."""
     from unlearnkit.difficulty import forget_by_entanglement
     from unlearnkit.runs import load_run
+    from unlearnkit.io import check_new_file
+
+    check_new_file(out, overwrite)  # before the work, not after it
 
     _save(forget_by_entanglement(load_run(run, data_root=data_root), bins, level, size, seed,
                                  construction=construction), out)
