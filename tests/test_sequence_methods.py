@@ -129,3 +129,14 @@ def test_cli_sequence_run_refusals_are_one_line(tmp_path, cli):
         code, out, err = cli(*args)
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert "next_token" in err or "sequence model" in err, err
+
+
+@pytest.mark.parametrize("method", ["npo", "imu"])
+def test_contract_kit_on_the_sequence_model(trained, method):
+    from unlearnkit.methods import METHODS
+    from unlearnkit.testing import check_method
+
+    data, _, task = trained
+    report = check_method(METHODS.get(method), {"lr": 0.01, "epochs": 1}, task=task, data=data,
+                          forget=canary_indices(data))
+    assert "deterministic for a seed" in report.checks and report.examples_processed > 0
