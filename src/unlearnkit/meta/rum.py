@@ -283,7 +283,7 @@ def _sequence(
     data = run.data
     s_pos = data.positions(np.concatenate(list(groups.values())), what="forget indices")
     eval_parts = {"forget": s_pos, "retain": retain_positions(run, s_pos)}
-    model = copy.deepcopy(run.model).cpu().eval()
+    model = copy.deepcopy(run.model).eval()
     steps = []
     for i, name in enumerate(order):
         model, rec = _one_step(run, model, groups, order, i, methods[name], params[name],
@@ -350,7 +350,7 @@ def search_methods(
     chosen: dict[str, str] = {}
     chosen_params: dict[str, dict[str, Any]] = {}
     rows = []
-    current = copy.deepcopy(run.model).cpu().eval()
+    current = copy.deepcopy(run.model).eval()
     for i, name in enumerate(order):
         done = data.positions(np.concatenate([vgroups[g] for g in order[: i + 1]]))
         parts = {"forget": done, "retain": retain_pos}

@@ -160,7 +160,7 @@ def run_method(
     except UnlearnkitError as e:
         raise UnlearnkitError(f"{method}: {e}") from None
     seconds = time.perf_counter() - start
-    out.model.cpu().eval()
+    out.model.eval()  # stays on the device it ran on: callers go on computing there
     # A step that diverged on the very last batch is not caught by the per-step loss check.
     bad = [n for n, w in out.model.named_parameters() if not torch.isfinite(w).all()]
     if bad:
@@ -192,7 +192,7 @@ def unlearn(
     for tensors and Datasets) or a ForgetSet; the retain set is every other training row.
     ``task`` adds what some methods require (``Method.requires``): a head and features
     (found by default), ``build_model`` and ``recipe`` (retrain). Never modifies ``model``;
-    the outcome's ``model`` is the unlearned copy, on the CPU.
+    the outcome's ``model`` is the unlearned copy, on the device it ran on (``device``).
     """
     bundle = as_bundle(data)
     task = as_task(model, task)
