@@ -56,7 +56,10 @@ BRACKETS = {
     "imu_uniform": (1e-3, 3.0),
     "finetune": (1e-4, 1.0),
 }
-LABEL = {"neggrad": "GA"}
+# Variants benchmarked under their own name: (registered method, fixed hyperparameters).
+VARIANTS = {"imu_all": ("imu", {"all_layers": True})}
+BRACKETS["imu_all"] = (1e-4, 1.0)
+LABEL = {"neggrad": "GA", "imu_all": "imu (all layers)"}
 
 
 def scores(model, ref_ll, data, pos, seconds, processed, retrain) -> dict[str, float]:
@@ -98,7 +101,8 @@ def main() -> None:
     ap.add_argument("--forget-size", type=int, default=30)
     ap.add_argument("--kinds", default="random,canary,memorized")
     ap.add_argument("--mem-models", type=int, default=4)
-    ap.add_argument("--methods", default="neggrad,npo,imu,imu_uniform,finetune")
+    ap.add_argument("--methods", default="neggrad,npo,imu,imu_uniform,finetune",
+                    help=f"registered methods, or variants: {', '.join(VARIANTS)}")
     ap.add_argument("--retain-sample", type=int, default=300, help="retain sequences scored per request")
     ap.add_argument("--search-steps", type=int, default=8, help="bisection steps per method for equal forget quality")
     ap.add_argument("--threads", type=int, default=1)
@@ -146,7 +150,8 @@ def main() -> None:
             for method in methods:
                 def run_at(lr: float, method: str = method):
                     try:
-                        out = unlearn(model, data, fs, method, {"lr": lr}, task=task, seed=seed, device="cpu")
+                        name, fixed = VARIANTS.get(method, (method, {}))
+                        out = unlearn(model, data, fs, name, {**fixed, "lr": lr}, task=task, seed=seed, device="cpu")
                     except UnlearnkitError:  # ascent diverged at this learning rate
                         return None
                     ll = sequence_log_likelihoods(out.model, data.x_train[f_pos])[0]
@@ -172,7 +177,7 @@ def report(df: pd.DataFrame, methods: list[str]) -> None:
     print("\nmean [95% CI] over seeds (pooled: over seed x request); methods at their matched learning rate")
     for kind, sub in list(df.groupby("kind")) + [("pooled", df)]:
         print(f"\n== {kind} ==")
-        print(f"{'method':<12}" + "".join(f"{c:>24}" for c in cols))
+        print(f"{'method':<18}" + "".join(f"{c:>24}" for c in cols))
         for method in ["original", "retrain", *methods]:
             s = sub[sub.method == method]
             if s.empty:
@@ -181,7 +186,7 @@ def report(df: pd.DataFrame, methods: list[str]) -> None:
             for c in cols:
                 m, lo, hi = mean_ci(s[c].to_numpy())
                 cells.append(f"{m:8.3f} [{lo:7.3f},{hi:7.3f}]" if not np.isnan(lo) else f"{m:8.3f}{'':16}")
-            print(f"{LABEL.get(method, method):<12}" + "".join(f"{c:>24}" for c in cells))
+            print(f"{LABEL.get(method, method):<18}" + "".join(f"{c:>24}" for c in cells))
         if kind != "pooled":
             lrs = sub[sub.method.isin(methods)].groupby("method").lr.agg(lambda v: ", ".join(f"{x:.2g}" for x in v))
             print("matched lr per seed: " + "; ".join(f"{LABEL.get(m, m)} {v}" for m, v in lrs.items()))
@@ -191,16 +196,17 @@ def report(df: pd.DataFrame, methods: list[str]) -> None:
         by: dict[str, dict] = defaultdict(dict)
         for _, r in chosen.iterrows():
             by[r.method][(r.seed, r.kind)] = r[metric]
-        for other in ("neggrad", "npo", "imu_uniform"):
-            if "imu" not in by or other not in by:
-                continue
-            keys = sorted(set(by["imu"]) & set(by[other]))
-            if len(keys) < len(set(by["imu"]) | set(by[other])):
-                print(f"  ({len(set(by['imu']) | set(by[other])) - len(keys)} (seed, request) pairs lack a run on one side)")
-            v = paired_verdict(f"imu {metric} < {LABEL.get(other, other)}",
-                               {k: by["imu"][k] for k in keys}, {k: by[other][k] for k in keys}, direction="less")
-            print(f"  {v.claim}: diff {v.diff:+.4f} [{v.lo:+.4f}, {v.hi:+.4f}] n={v.n} ({v.method}) -> {v.status}")
-
+        for imu in ("imu", "imu_all"):
+            for other in ("neggrad", "npo", "imu_uniform"):
+                if imu not in by or other not in by:
+                    continue
+                a, b = by[imu], by[other]
+                keys = sorted(set(a) & set(b))
+                if len(keys) < len(set(a) | set(b)):
+                    print(f"  ({len(set(a) | set(b)) - len(keys)} (seed, request) pairs lack a run on one side)")
+                v = paired_verdict(f"{LABEL.get(imu, imu)} {metric} < {LABEL.get(other, other)}",
+                                   {k: a[k] for k in keys}, {k: b[k] for k in keys}, direction="less")
+                print(f"  {v.claim}: diff {v.diff:+.4f} [{v.lo:+.4f}, {v.hi:+.4f}] n={v.n} ({v.method}) -> {v.status}")
 
 if __name__ == "__main__":
     main()
