@@ -79,12 +79,11 @@ def sequence_memorization(
         train(model, data.x_train[rows], data.y_train[rows], member_cfg, device=dev,
               record_dynamics=False, quiet=quiet, desc=f"memorization model {j + 1}/{k}")
         ll[j] = sequence_log_likelihoods(model, data.x_train)[0]  # on its device; the numbers come back
-    m = masks
     return pd.DataFrame({
         "index": data.index_train.numpy(),
-        "memorization": in_out_gap(ll, m),
-        "ll_in": (ll * m).sum(0) / m.sum(0),
-        "ll_out": (ll * ~m).sum(0) / (~m).sum(0),
+        "memorization": in_out_gap(ll, masks),
+        "ll_in": (ll * masks).sum(0) / masks.sum(0),
+        "ll_out": (ll * ~masks).sum(0) / (~masks).sum(0),
     })
 
 
