@@ -16,7 +16,7 @@ from unlearnkit.data.forget import class_forget_set, random_forget_set
 from unlearnkit.difficulty.forget_sets import forget_by_score
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.io import read_json
-from unlearnkit.meta.tune import best_row, search, tune, validation_forget_set, wide_grid
+from unlearnkit.meta.tune import best_row, search, tune, update_preset, validation_forget_set, wide_grid
 from unlearnkit.methods import METHODS, preset_for
 from unlearnkit.methods.presets import fallback_chain, load_presets, lookup, merge_preset, preset_kind
 
@@ -143,6 +143,12 @@ def test_tune_like_with_a_cost_cap_and_collapse_flag(digits_run, scores, high, t
     assert zero.collapsed_to == "finetune"
     noop = tune(digits_run, "finetune", grid={"lr": [1e-6], "epochs": [1]}, val_size=40, reference_dir=tmp)
     assert noop.collapsed_to == "original"
+    update_preset(tmp / "p.json", noop, dataset="digits", model="mlp", kind="random", command="x")
+    update_preset(tmp / "p.json", zero, dataset="digits", model="mlp", kind="random", command="y")
+    preset = read_json(tmp / "p.json")
+    assert "finetune" not in preset["mlp"]["random"] and preset["mlp"]["random"]["l1_sparse"] == zero.chosen
+    assert preset["_provenance"]["mlp/random/finetune"]["shipped"] is False  # a no-op is recorded, not shipped
+    assert preset["_provenance"]["mlp/random/l1_sparse"]["collapsed_to"] == "finetune"
     real = tune(digits_run, "l1_sparse", grid={**point, "alpha": [1e-2]}, val_size=40, reference_dir=tmp)
     assert real.collapsed_to is None
 
@@ -191,15 +197,15 @@ def test_tune_cli_like_writes_choice_grid_and_preset_kind(cli, digits_run, score
     run_dir = tmp / "run"
     shutil.copytree(digits_run.path, run_dir)
     shutil.copy(tmp / "scores.parquet", run_dir / "scores.parquet")
-    code, out, err = cli("tune", "--run", run_dir, "--method", "neggrad", "--like", like, "--out", tmp / "t" / "tune.json",
+    code, out, err = cli("tune", "--run", run_dir, "--method", "random_label", "--like", like, "--out", tmp / "t" / "tune.json",
                          "--update-preset", tmp / "preset.json", "-q")
     assert code == 0, err
     res = read_json(tmp / "t" / "tune.json")
     assert len(res["grid"]) == 3 + 1 and set(res["chosen"]) == {"lr", "epochs"}  # 3 lr at 1 epoch, the best at 5
     assert res["validation_forget"]["like"] == "memorization-high" and res["validation_forget"]["size"] == 40
     preset = read_json(tmp / "preset.json")
-    assert preset["mlp"]["memorization-high"]["neggrad"] == res["chosen"]
-    prov = preset["_provenance"]["mlp/memorization-high/neggrad"]
+    assert res["collapsed_to"] is None and preset["mlp"]["memorization-high"]["random_label"] == res["chosen"]
+    prov = preset["_provenance"]["mlp/memorization-high/random_label"]
     assert str(tmp) not in prov["command"] and "train" in prov and "date" in prov
     assert list((tmp / "t").glob("tune-reference-*"))  # the reference is cached beside the output
     # unlearn says which preset applied and the resolved hyperparameters

@@ -556,10 +556,13 @@ def update_preset(path: str | Path, result: TuneResult, *, dataset: str, model: 
     """Merge ``result.chosen`` into the preset file ``path`` under ``model`` / ``kind`` / method
     (see :mod:`unlearnkit.methods.presets`), recording provenance under
     ``_provenance["model/kind/method"]``: command, date, the original's recipe, validation ToW
-    and cost, and ``collapsed_to`` when the setting is another method's."""
+    and cost, and ``collapsed_to`` when the setting is another method's. A no-op setting
+    (``collapsed_to`` original) is not shipped: only its provenance is recorded, with
+    ``shipped: false``, so the fallback chain still applies."""
     from unlearnkit.methods.presets import merge_preset
 
-    merge_preset(path, model, kind, result.method, result.chosen, methods=METHODS, provenance={
+    noop = result.collapsed_to == "original"
+    merge_preset(path, model, kind, result.method, None if noop else result.chosen, methods=METHODS, provenance={
         "command": command,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "dataset": dataset,
@@ -570,6 +573,7 @@ def update_preset(path: str | Path, result: TuneResult, *, dataset: str, model: 
         "cost": round(result.cost, 4),
         "max_cost": result.max_cost,
         "collapsed_to": result.collapsed_to,
+        **({"shipped": False, "chosen": result.chosen} if noop else {}),
     })
 
 

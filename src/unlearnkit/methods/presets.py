@@ -126,15 +126,20 @@ def lookup(dataset: str | None, method: str, model: str | None = None, kind: str
     return {}, None, {}
 
 
-def merge_preset(path: str | Path, model: str, kind: str, method: str, params: Mapping[str, Any],
+def merge_preset(path: str | Path, model: str, kind: str, method: str, params: Mapping[str, Any] | None,
                  provenance: Mapping[str, Any], *, methods: Registry) -> None:
     """Set ``model/kind/method`` in the preset file ``path`` (created if missing, validated if
-    not), recording ``provenance`` under ``_provenance["model/kind/method"]``."""
+    not), recording ``provenance`` under ``_provenance["model/kind/method"]``; ``params`` None
+    records the provenance only (and drops an entry there was)."""
     path = Path(path)
     data = validate_presets(read_json(path), str(path), methods) if path.exists() else {}
     if kind != ANY and kind not in KINDS:
         raise UnlearnkitError(f"unknown forget-set kind '{kind}' for a preset; choose from: {', '.join(KINDS)}, *")
-    data.setdefault(model, {}).setdefault(kind, {})[method] = dict(params)
+    entries = data.setdefault(model, {}).setdefault(kind, {})
+    if params is None:
+        entries.pop(method, None)
+    else:
+        entries[method] = dict(params)
     data.setdefault("_provenance", {})[f"{model}/{kind}/{method}"] = dict(provenance)
     data = {k: ({kk: dict(sorted(vv.items())) for kk, vv in sorted(v.items())} if not k.startswith("_") else v)
             for k, v in sorted(data.items())}
