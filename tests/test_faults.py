@@ -533,15 +533,16 @@ def test_bench_killed_at_three_random_points_resumes_identically(tmp_path):
     total = _done_units(ref)
     seed = int(os.environ.get("UNLEARNKIT_FAULT_SEED", "0"))
     pick = random.Random(seed)
-    targets = sorted(pick.sample(range(1, total), 3))
+    targets = sorted(pick.sample(range(1, total - 2), 3))  # >= 3 units still to run at each kill
     out = tmp_path / "killed"
     fork = multiprocessing.get_context("fork")
+    left_behind: list[Path] = []  # temporaries of the killed units (class 11)
     for i, target in enumerate(targets):
         p = fork.Process(target=_bench_child, args=(BENCH_YAML, str(out)))
         p.start()
         while _done_units(out) < target and p.is_alive():
             time.sleep(0.01)
-        time.sleep(pick.uniform(0, 0.3))  # land inside the next unit, not between two
+        time.sleep(pick.uniform(0, 0.05))  # land inside the next unit, not between two
         assert p.is_alive(), f"seed {seed}: the bench ended before kill point {target}"
         os.kill(p.pid, signal.SIGKILL)
         p.join()
@@ -549,10 +550,12 @@ def test_bench_killed_at_three_random_points_resumes_identically(tmp_path):
         # Nothing half-written: every unit directory present is complete.
         for d in out.glob("units/*/*"):
             assert d.name.startswith(".") or (d / "unit.json").exists(), d
+        left_behind += [q for q in out.glob("units/*/.*") if q.name.endswith(".tmp")]
         if i == 1:  # a lock file a crash left empty must not block the resume either
             (out / "bench.lock").write_bytes(b"")
     res = run_bench(validate_config(yaml.safe_load(BENCH_YAML)), out, quiet=True, report=False)
     assert res.units_run < total  # it resumed rather than starting over
+    assert left_behind, f"seed {seed}: no kill landed inside a unit"
     assert not [p for p in out.rglob(".*") if p.name.endswith((".tmp", ".old"))], "temporaries left behind"
     keep = [c for c in read_results(ref).columns if c not in TIME_COLUMNS]
     pd.testing.assert_frame_equal(read_results(out)[keep], read_results(ref)[keep])
