@@ -121,9 +121,10 @@ def _score_table(run: Run, by: str, scores: pd.DataFrame | None) -> pd.Series:
     from unlearnkit.difficulty.scores import load_scores
 
     if scores is None or by not in scores.columns:
-        path = Path(run.path) / "scores.parquet" if run.path is not None else None
-        if path is not None and path.exists() and by in pd.read_parquet(path, columns=None).columns:
-            scores = load_scores(run.path)
+        on_disk = run.path is not None and (Path(run.path) / "scores.parquet").exists()
+        table = load_scores(run.path) if on_disk else None
+        if table is not None and by in table.columns:
+            scores = table
         elif by == "centroid_distance":
             pos, emb = run_embeddings(run)
             scores = pd.DataFrame({"index": run.data.index_train.numpy()[pos], by: centroid_distance(emb)})
