@@ -160,6 +160,10 @@ def tow_vs_es(df: pd.DataFrame) -> bytes | None:
     per = d.groupby(["forget_kind", d["method"] == ORIGINAL]).agg(es=("es", "mean"), tow=("tow", "mean"),
                                                                     n=("seed", "nunique"))
     fig, ax = plt.subplots(figsize=(7, 4))
+    for kind in per.index.get_level_values(0).unique():  # a thin line from the original to the methods
+        if (kind, True) in per.index and (kind, False) in per.index:
+            a, b = per.loc[(kind, True)], per.loc[(kind, False)]
+            ax.plot([a["es"], b["es"]], [a["tow"], b["tow"]], color=BASELINE, lw=0.8, zorder=1)
     for (kind, is_orig), r in per.iterrows():
         family = kind.split("-")[0]
         color, _, marker = FAMILY_STYLE.get(family, ("#333333", "-", "D"))
