@@ -264,7 +264,7 @@ def train_sisa(
                 model = _initial_model(data, state, k, 0, None)
                 states, n = _train_stages(data, state, k, 0, model, dev)
                 state.checkpoints.append(_save_checkpoints(tmp, k, 0, states))
-                members.append(model.cpu())
+                members.append(model)  # stays on the device: the ensemble is evaluated there
                 processed += n
                 bar.update(task, advance=1, info=f"shard {k + 1}/{shards}")
         seconds = time.perf_counter() - start
