@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from unlearnkit import TrainConfig, UnlearnkitError
-from unlearnkit.ensembles import is_chain, train_ensemble
+from unlearnkit.ensembles import auto_mode, is_chain, train_ensemble
 from unlearnkit.runs import new_model
 from unlearnkit.training import predict_logits, seed_everything, train
 
@@ -86,6 +86,10 @@ def test_loop_mode_and_auto(digits):
     subsets = _subsets(digits.n_train, 2, 100)
     build = lambda: new_model("resnet18", digits, {"width": 4})  # noqa: E731
     assert not is_chain(build(), digits.x_train[:2])  # residual connections
+    probe = digits.x_train[:2]
+    mlp, cnn = CASES["mlp"](digits), CASES["cnn"](digits)
+    assert [auto_mode(m, probe, "cpu") for m in (mlp, cnn, build())] == ["stacked", "loop", "loop"]
+    assert auto_mode(cnn, probe, "cuda") == "stacked"  # measured slower than the loop on a CPU only
     ens = train_ensemble(build, digits.x_train, digits.y_train, subsets, cfg, [0, 1])
     assert ens.mode == "loop" and ens.logits(digits.x_train[:5]).shape == (2, 5, 10)
     with pytest.raises(UnlearnkitError, match="cannot be stacked"):

@@ -45,7 +45,7 @@ def memorization(
     val_fraction: float = typer.Option(0.1, "--val-fraction"),
     executor: str = typer.Option("local", "--executor", help="local | ray"),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray)."),
-    ensemble: str = typer.Option("auto", "--ensemble", help="auto | loop | stacked (auto: stacked for the mlp and cnn)."),
+    ensemble: str = typer.Option("auto", "--ensemble", help="auto | loop | stacked (auto: stacked for the mlp; also the cnn on a GPU)."),
     block_size: int = typer.Option(None, "--block-size", help="Models per work unit (default 16 stacked, 1 loop)."),
     threads: int = typer.Option(1, "--threads", help="Torch threads per model (same in every executor)."),
     data_root: str = DATA_ROOT,

@@ -40,7 +40,7 @@ from scipy.stats import spearmanr
 
 from unlearnkit.data import DataBundle
 from unlearnkit.difficulty.fit import FIT_THRESHOLD, check_fit, memorization_recipe
-from unlearnkit.ensembles import EnsembleMode, can_stack, is_chain, train_ensemble
+from unlearnkit.ensembles import EnsembleMode, auto_mode, can_stack, train_ensemble
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.parallel import Executor, get_executor
 from unlearnkit.io import atomic_write, read_json, write_json, write_parquet
@@ -213,8 +213,10 @@ class MemorizationResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def resolve_mode(ensemble: str, model: torch.nn.Module, probe: torch.Tensor) -> str:
-    """``auto``: stacked when the model is a chain of layers the engine stacks (mlp, cnn), else the loop."""
+def resolve_mode(ensemble: str, model: torch.nn.Module, probe: torch.Tensor, device: torch.device,
+                 amp: bool = False) -> str:
+    """``auto``: :func:`unlearnkit.ensembles.auto_mode` (stacked for the mlp on a CPU, mlp and cnn on a
+    GPU; the loop for an amp recipe)."""
     if ensemble not in ("auto", "loop", "stacked"):
         raise UnlearnkitError(f"unknown ensemble mode '{ensemble}'; choose auto, loop or stacked")
     if ensemble == "stacked" and not can_stack(model, probe):
@@ -223,7 +225,7 @@ def resolve_mode(ensemble: str, model: torch.nn.Module, probe: torch.Tensor) -> 
             "layers; use --ensemble loop"
         )
     if ensemble == "auto":
-        return "stacked" if is_chain(model, probe[:2]) else "loop"
+        return "loop" if amp else auto_mode(model, probe, device)
     return ensemble
 
 
@@ -350,9 +352,9 @@ def estimate_memorization(
     kwargs = model_kwargs_for(data, model_kwargs or {})
     probe = build_model(model_name, data.input_shape, data.num_classes, **kwargs)
     require_classifier(probe, "memorization estimates")
-    mode = resolve_mode(ensemble, probe, data.x_train[:2])
-    block_size = block_size or (DEFAULT_BLOCK if mode == "stacked" else 1)
     dev = resolve_device(device)
+    mode = resolve_mode(ensemble, probe, data.x_train[:2], dev, amp=bool(getattr(cfg, "amp", False)))
+    block_size = block_size or (DEFAULT_BLOCK if mode == "stacked" else 1)
     out = Path(out)
     spec = {key: v for key, v in data.spec.items() if key != "data_root"}
     config = {
