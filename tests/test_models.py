@@ -14,8 +14,8 @@ from unlearnkit.training import seed_everything
 CASES = [
     ("mlp", (1, 8, 8), {"width": 32}, 32),
     ("mlp", (30,), {"width": 16, "depth": 2}, 16),
-    ("cnn", (1, 28, 28), {"width": 8}, 64),
-    ("cnn", (3, 32, 32), {"width": 4}, 32),
+    ("cnn", (1, 28, 28), {"width": 8}, 32),
+    ("cnn", (3, 32, 32), {"width": 4}, 16),
     ("resnet18", (3, 16, 16), {"width": 8}, 64),
     ("resnet18", (1, 12, 12), {"width": 8}, 64),
     ("resnet50", (3, 16, 16), {"width": 4}, 128),
