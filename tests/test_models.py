@@ -89,3 +89,19 @@ def test_bad_model_requests(name, shape, kwargs, match):
 
 def test_registry_has_every_model():
     assert {"mlp", "cnn", "resnet18", "resnet50", "text"} <= set(MODELS.names())
+
+
+def test_cnn_trains_on_a_batch_of_one_row():
+    """A last partial batch of one (or a one-example forget set) has no batch variance after
+    pooling; the cnn's hidden BatchNorm then uses its running statistics instead of failing."""
+    from unlearnkit.models.cnn import RowNorm
+
+    seed_everything(0)
+    model = build_model("cnn", (1, 8, 8), 3, width=4).train()
+    norm = next(m for m in model.modules() if isinstance(m, RowNorm))
+    before = norm.running_mean.clone()
+    x = torch.rand(1, 1, 8, 8)
+    model(x).sum().backward()
+    assert torch.equal(norm.running_mean, before) and norm.weight.grad is not None
+    model(torch.rand(5, 1, 8, 8))
+    assert not torch.equal(norm.running_mean, before)  # larger batches still update them
