@@ -51,6 +51,15 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_every_member_equals_the_training_loop(digits, case):
+    # With oneDNN, as in a fresh process. Once a ResNet has switched it off for the process
+    # (models/resnet.py), stacked conv members were measured to drift from the loop by up to 1e-2
+    # after 20 steps: the native grouped and plain kernels round differently and training
+    # amplifies it. The mlp is unaffected.
+    with torch.backends.mkldnn.flags(enabled=True):
+        check_members(digits, case)
+
+
+def check_members(digits, case):
     cfg = TrainConfig(epochs=2, lr=0.1, batch_size=64)
     seeds = [11, 12, 13]
     subsets = _subsets(digits.n_train, 3, 300)
@@ -98,3 +107,19 @@ def test_loop_mode_and_auto(digits):
         train_ensemble(build, digits.x_train, digits.y_train, [subsets[0], subsets[1][:50]], cfg, [0, 1])
     with pytest.raises(UnlearnkitError, match="mode"):
         train_ensemble(build, digits.x_train, digits.y_train, subsets, cfg, [0, 1], mode="fast")
+
+
+def test_one_row_last_batch_trains(digits):
+    """129 rows in batches of 64 leave a batch of one: the cnn's hidden BatchNorm then uses its
+    running statistics (as RowNorm does in the loop) instead of failing. Weights are not compared
+    to 1e-5 here: batch statistics of one or two rows are ill-conditioned, so any difference in
+    rounding is amplified (a last batch of 2 drifts as much); predictions still agree."""
+    cfg = TrainConfig(epochs=1, lr=0.05, batch_size=64)
+    subsets, seeds = _subsets(digits.n_train, 2, 129), [3, 4]
+    build = lambda: CASES["cnn"](digits)  # noqa: E731
+    with torch.backends.mkldnn.flags(enabled=True):
+        ens = train_ensemble(build, digits.x_train, digits.y_train, subsets, cfg, seeds, mode="stacked")
+        pred = ens.logits(digits.x_train).argmax(2)
+        for j, (model, _) in enumerate(_alone(digits, build, subsets, cfg, seeds)):
+            agree = (pred[j] == predict_logits(model, digits.x_train).argmax(1)).float().mean()
+            assert agree > 0.9 and torch.isfinite(ens.logits(digits.x_train[:5])).all()

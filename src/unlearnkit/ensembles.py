@@ -90,6 +90,11 @@ def _to_group(a: _Act, m: int) -> torch.Tensor:
     return h.transpose(0, 1).reshape(h.shape[1], m * h.shape[2], *h.shape[3:])
 
 
+def _batch_rows(a: _Act) -> int:
+    """Rows per member in an activation of any layout."""
+    return int(a.h.shape[1] if a.layout == "stack" else a.h.shape[0])
+
+
 def _chain_leaves(model: nn.Module) -> list[tuple[str, nn.Module]] | None:
     """The model's leaf modules in registration order if each is a layer the stacked
     forward supports, else None (whether they form the model's forward is probed separately)."""
@@ -197,15 +202,19 @@ class StackedMembers:
         if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
             w, b = p.get(f"{name}.weight"), p.get(f"{name}.bias")
             rm, rv = self.buffers[f"{name}.running_mean"], self.buffers[f"{name}.running_var"]
-            if self.training:
+            if self.training and (isinstance(mod, nn.BatchNorm2d) or _batch_rows(a) > 1):
                 self.buffers[f"{name}.num_batches_tracked"] += 1
             if isinstance(mod, nn.BatchNorm2d):
                 x = _to_group(a, m)
             else:  # [M, b, C] -> [b, M*C]
                 s = _to_stack(a, m)
                 x = s.transpose(0, 1).reshape(s.shape[1], m * s.shape[2])
+            # A one-row batch has no batch variance: normalise it with the running statistics,
+            # as the cnn's RowNorm does (plain BatchNorm1d refuses it in the loop too).
+            batch_stats = self.training and x.shape[0] > 1
             h = F.batch_norm(x, rm.view(-1), rv.view(-1), None if w is None else w.reshape(-1),
-                             None if b is None else b.reshape(-1), self.training, mod.momentum, mod.eps)
+                             None if b is None else b.reshape(-1), batch_stats, mod.momentum if batch_stats else 0.0,
+                             mod.eps)
             if isinstance(mod, nn.BatchNorm2d):
                 return _Act(h, "group")
             return _Act(h.reshape(h.shape[0], m, -1).transpose(0, 1), "stack")
