@@ -260,7 +260,7 @@ def can_stack(model: nn.Module, probe: torch.Tensor) -> bool:
 def auto_mode(model: nn.Module, probe: torch.Tensor, device: torch.device | str) -> str:
     """What ``mode="auto"`` picks: on a GPU, stacked for every chain model; on a CPU, stacked
     only for chains without convolutions (the mlp). Measured on 2 shared CPU cores, one thread
-    (``benchmarks/ensemble.py``): 16 stacked mlps ran 1.1x the loop's speed, 16 cnns 0.8x; all
+    (``benchmarks/ensemble.py``): 16 stacked mlps ran 1.2x the loop's speed, 16 cnns 0.7x; all
     members' weights stream from memory at every step while one member's stay in cache, so on
     a CPU the loop wins for convolutions and for large M."""
     if not is_chain(model, probe[:2]):
