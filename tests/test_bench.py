@@ -81,9 +81,9 @@ def test_report_has_tables_and_figures(bench_dir):
     html = (bench_dir / "report.html").read_text()
     md = (bench_dir / "report.md").read_text()
     assert "Tug-of-War" in html and "<table" in html and "data:image/png;base64," in html
-    assert "Findings of the papers" in md and "| method |" in md
+    assert "## Summary" in md and "| claim | verdict |" in md and "| method |" in md
     figs = sorted(p.name for p in (bench_dir / "figures").glob("*.png"))
-    assert "tow_vs_memorization.png" in figs and "memorization_histogram.png" in figs
+    assert {"tow_by_level.png", "tow_gain_over_original.png", "memorization_histogram.png"} <= set(figs)
     for name in figs:
         assert f"figures/{name}" in md
     # A self-contained page: no external resources.

@@ -91,7 +91,7 @@ def test_train_text_model_on_rotten_tomatoes(cli, tmp):
     "args,match",
     [
         (["-d", "nope"], "unknown dataset 'nope'; choose from:"),
-        (["-m", "transformer"], "unknown model 'transformer'; choose from:"),
+        (["-m", "vit"], "unknown model 'vit'; choose from:"),
         (["--bogus", "1"], "No such option: --bogus"),
         (["--epochs", "many"], "Invalid value for '--epochs'"),
         (["--lr", "-1"], "invalid hyperparameters: lr"),

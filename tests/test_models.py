@@ -79,7 +79,7 @@ def test_width_scales_resnet():
         ("resnet50", (30,), {}, "needs image inputs"),
         ("text", (12,), {}, "needs a text dataset"),
         ("mlp", (8,), {"depthh": 2}, "bad arguments"),
-        ("transformer", (8,), {}, "unknown model 'transformer'; choose from: .*mlp"),
+        ("vit", (8,), {}, "unknown model 'vit'; choose from: .*mlp"),
     ],
 )
 def test_bad_model_requests(name, shape, kwargs, match):

@@ -220,9 +220,4 @@ def noise_warnings(df: pd.DataFrame, threshold: float = MIA_SPREAD_WARN) -> list
     return out
 
 
-def as_records(verdicts: Sequence[Verdict]) -> list[Mapping[str, object]]:
-    """Plain dicts (claim, status, diff, lo, hi, n, method, detail), e.g. for JSON."""
-    return [v.to_dict() for v in verdicts]
-
-
-__all__ = ["findings", "noise_warnings", "as_records", "es_trend"]
+__all__ = ["findings", "noise_warnings", "es_trend"]

@@ -51,21 +51,14 @@ def _best_cells(means: pd.DataFrame, higher: bool, skip: tuple[str, ...] = (ORIG
 
 
 def _verdict_table(items: list[Any]) -> pd.DataFrame:
-    """Claims as one table: claim, verdict, difference [95% CI], n, detail.
-
-    Takes :class:`unlearnkit.metrics.stats.Verdict` records (paired over seeds) and the older
-    point checks (``status``/``evidence``, no interval), so the two read alike.
-    """
+    """Claims as one table: claim, verdict, difference [95% CI], n, detail, from
+    :class:`unlearnkit.metrics.stats.Verdict` records (paired over seeds)."""
     recs = []
     for v in items:
-        if hasattr(v, "lo"):
-            ci = "–" if math.isnan(v.diff) else (
-                f"{v.diff:+.3f}" + ("" if math.isnan(v.lo) else f" [{v.lo:+.3f}, {v.hi:+.3f}]"))
-            recs.append({"claim": v.claim, "verdict": v.status, "difference [95% CI]": ci, "n": v.n,
-                         "detail": v.detail})
-        else:
-            recs.append({"claim": v.claim, "verdict": v.status, "difference [95% CI]": "no CI (point check)",
-                         "n": "–", "detail": v.evidence})
+        ci = "–" if math.isnan(v.diff) else (
+            f"{v.diff:+.3f}" + ("" if math.isnan(v.lo) else f" [{v.lo:+.3f}, {v.hi:+.3f}]"))
+        recs.append({"claim": v.claim, "verdict": v.status, "difference [95% CI]": ci, "n": v.n,
+                     "detail": v.detail})
     return pd.DataFrame(recs, columns=["claim", "verdict", "difference [95% CI]", "n", "detail"])
 
 
@@ -111,7 +104,7 @@ def _summary_blocks(df: pd.DataFrame, ctx: Mapping[str, Any], verdicts: pd.DataF
         out.append(Block("p", "**Verdicts:** " + ", ".join(f"{n} {s}" for s, n in counts.items())
                               + ". A claim is held when the 95% CI of its paired difference over seeds excludes 0 "
                                 "in the claimed direction, contradicted when it excludes 0 the other way, and "
-                                "inconclusive otherwise; a point check without a CI says only which mean was larger."))
+                                "inconclusive otherwise."))
         out.append(Block("table", "", table=verdicts))
     if warnings:
         out.append(Block("p", "**What is unreliable here, and why:**"))
@@ -270,7 +263,7 @@ td.best{font-weight:bold;background:#e8f3ea}.warn{background:#fff3cd;border:1px 
 .inconclusive,.nottested{color:#777}figure{margin:1em 0 2em}figcaption{font-size:13px;color:#555}img{max-width:100%}"""
 STATUS_CLASS = {"held": "held", "contradicted": "contradicted", "inconclusive": "inconclusive",
                 "not held": "nothold", "not tested": "nottested"}
-TEXT_COLUMNS = {"claim", "detail", "evidence"}  # free text: wraps; every other cell stays on one line
+TEXT_COLUMNS = {"claim", "detail"}  # free text: wraps; every other cell stays on one line
 
 
 def _md_inline(text: str) -> str:
