@@ -169,3 +169,16 @@ def test_cli(run, cli, tmp):
         code, _, err = cli("forget-set", args[0], "--run", run.path, *args[1:], "--out", tmp / "x.json")
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp / "x.json").exists()
+
+
+def test_cli_refuses_to_replace_a_forget_file(run, cli, tmp):
+    for i, args in enumerate([["by-score", "--score", "loss", "--level", "high"], ["by-entanglement", "--level", "low"]]):
+        target = tmp / f"keep{i}.json"
+        target.write_text("[1, 2]\n")
+        code, _, err = cli("forget-set", args[0], "--run", run.path, *args[1:], "--size", 10, "--out", target)
+        assert code == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1, err
+        assert target.read_text() == "[1, 2]\n"
+        code, _, err = cli("forget-set", args[0], "--run", run.path, *args[1:], "--size", 10, "--out", target,
+                           "--overwrite")
+        assert code == 0, err
+        assert len(json.loads(target.read_text())["indices"]) == 10

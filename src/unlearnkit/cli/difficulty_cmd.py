@@ -70,9 +70,15 @@ def es(run: Path = RUN, forget: Path = FORGET, data_root: str = DATA_ROOT, devic
     console.print(f"ES = {run_entanglement(r, fs):.6g}  ({len(fs)} forget examples)")
 
 
-def _save(fs, out: Path) -> None:
+def _build_and_save(run: Path, data_root: str | None, out: Path, overwrite: bool, build) -> None:
+    """Refuse an existing ``out`` (unless ``overwrite``) before any work, then build the forget set
+    from the loaded run with ``build(run) -> ForgetSet`` and save it."""
     from unlearnkit.data import save_forget
+    from unlearnkit.io import check_new_file
+    from unlearnkit.runs import load_run
 
+    check_new_file(out, overwrite)
+    fs = build(load_run(run, data_root=data_root))
     save_forget(out, fs)
     m = fs.meta
     st = m["score_stats"]
@@ -99,12 +105,8 @@ def by_score(
 ) -> None:
     """Forget set of the SIZE examples at LEVEL of a score (docs/difficulty.md: the levels)."""
     from unlearnkit.difficulty import forget_by_score
-    from unlearnkit.runs import load_run
-    from unlearnkit.io import check_new_file
 
-    check_new_file(out, overwrite)  # before the work, not after it
-
-    _save(forget_by_score(load_run(run, data_root=data_root), score, level, size, seed), out)
+    _build_and_save(run, data_root, out, overwrite, lambda r: forget_by_score(r, score, level, size, seed))
 
 
 @forget_app.command("by-entanglement", epilog=examples(
@@ -127,13 +129,9 @@ def by_entanglement(
 ) -> None:
     """Forget set at an entanglement level: its Entanglement Score with the rest, low < medium < high."""
     from unlearnkit.difficulty import forget_by_entanglement
-    from unlearnkit.runs import load_run
-    from unlearnkit.io import check_new_file
 
-    check_new_file(out, overwrite)  # before the work, not after it
-
-    _save(forget_by_entanglement(load_run(run, data_root=data_root), bins, level, size, seed,
-                                 construction=construction), out)
+    _build_and_save(run, data_root, out, overwrite,
+                    lambda r: forget_by_entanglement(r, bins, level, size, seed, construction=construction))
 
 
 @app.command("analyze-instances", epilog=examples(

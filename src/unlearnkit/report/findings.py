@@ -18,7 +18,7 @@ across seeds), to print above the tables they qualify.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 
 import pandas as pd
 from scipy import stats
