@@ -214,6 +214,10 @@ def test_model_first_evaluate_scores_and_rum(seq_task, tensors):
     out = uk.unlearn(seq_task.model, tensors, FORGET, "finetune", {"epochs": 1}).model
     res = uk.evaluate(out, tensors, FORGET, reference=ref)
     assert 0 <= res.comparisons["tow"].mean <= 1 and res.sizes["forget"] == 10 and res.sizes["retain"] == 50
+    # unlearn(..., reference=) evaluates its own result against the reference: the same ToW.
+    judged = uk.unlearn(seq_task.model, tensors, FORGET, "finetune", {"epochs": 1}, reference=ref)
+    assert judged.evaluation.comparisons["tow"].mean == res.comparisons["tow"].mean
+    assert uk.unlearn(seq_task.model, tensors, FORGET, "finetune", {"epochs": 1}).evaluation is None
     assert res.metrics["forget_acc"].mean == uk.evaluate(out, tensors, FORGET).metrics["forget_acc"].mean
     table = uk.scores(seq_task.model, tensors, ["margin", "centroid_distance"])
     assert list(table["index"]) == list(range(60)) and table["margin"].notna().all()

@@ -42,7 +42,7 @@ _EXPORTS: dict[str, str] = {
     "train_run": "unlearnkit.runs",
     "TrainConfig": "unlearnkit.training",
     "train": "unlearnkit.training",
-    "unlearn": "unlearnkit.methods",
+    "unlearn": "unlearnkit.model_first",
     "unlearn_from_run": "unlearnkit.methods",
     "unlearn_run": "unlearnkit.methods",
     "tune": "unlearnkit.meta.tune",
@@ -87,9 +87,9 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects
     from unlearnkit.errors import UnlearnkitError
     from unlearnkit.experiments import load_config, run_bench
     from unlearnkit.meta.rum import rum_run
-    from unlearnkit.model_first import evaluate, memorization, rum, scores
+    from unlearnkit.model_first import evaluate, memorization, rum, scores, unlearn
     from unlearnkit.task import Task
-    from unlearnkit.methods import unlearn, unlearn_from_run, unlearn_run
+    from unlearnkit.methods import unlearn_from_run, unlearn_run
     from unlearnkit.methods.sisa import train_sisa
     from unlearnkit.meta.tune import tune
     from unlearnkit.metrics import tug_of_war

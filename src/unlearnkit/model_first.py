@@ -1,6 +1,7 @@
 """The model-first calls: any ``nn.Module``, data as a DataBundle, tensors or torch Datasets.
 
-- :func:`unlearn` (from :mod:`unlearnkit.methods.api`): unlearn forget rows from a model;
+- :func:`unlearn`: unlearn forget rows from a model (:func:`unlearnkit.methods.api.unlearn`),
+  evaluated against a retrained ``reference`` when one is given;
 - :func:`evaluate`: accuracies, MIA and, against a retrained ``reference``, ToW;
 - :func:`scores`: per-example difficulty scores of the model's training rows;
 - :func:`memorization`: the subset-training memorization estimate from ``build_model``;
@@ -27,7 +28,8 @@ from unlearnkit.difficulty.scores import compute_scores
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.meta.rum import RumOutcome
 from unlearnkit.meta.rum import rum as rum_on_run
-from unlearnkit.methods.api import ForgetLike, as_forget, check_output_width, unlearn
+from unlearnkit.methods.api import ForgetLike, UnlearnOutcome, as_forget, check_output_width
+from unlearnkit.methods.api import unlearn as unlearn_model
 from unlearnkit.metrics.evaluate import EvalReport, evaluate_runs
 from unlearnkit.metrics.mia import DEFAULT_MAX_PER_SIDE
 from unlearnkit.progress import progress_bar
@@ -67,6 +69,29 @@ def evaluate(
     ref_runs = [memory_run(Task(r), bundle, excluded=fs.indices) for r in refs]
     # In-memory models record no seed to pair by: compare with the references' mean.
     return evaluate_runs(runs, ref_runs, fs, pairing="mean", mia_max_per_side=mia_max_per_side, seed=seed)
+
+
+def unlearn(
+    model: nn.Module,
+    data: Any,
+    forget: ForgetLike,
+    method: str,
+    params: dict[str, Any] | None = None,
+    *,
+    reference: nn.Module | Sequence[nn.Module] | None = None,
+    task: Task | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    quiet: bool = True,
+) -> UnlearnOutcome:
+    """:func:`unlearnkit.methods.api.unlearn` (any ``nn.Module``; ``data`` and ``forget`` as
+    there), and, when ``reference`` (one or more models retrained without the forget rows) is
+    given, :func:`evaluate` of the result against it in ``outcome.evaluation`` (ToW in
+    ``outcome.evaluation.comparisons``)."""
+    out = unlearn_model(model, data, forget, method, params, task=task, seed=seed, device=device, quiet=quiet)
+    if reference is not None:
+        out.evaluation = evaluate(out.model, data, forget, reference=reference, seed=seed)
+    return out
 
 
 def scores(

@@ -44,6 +44,9 @@ class UnlearnOutcome:
     # Method-specific files for the run directory (e.g. SISA shards): a method puts a
     # callable(run_dir) under MethodOutput.extra["write_files"]; unlearn_run calls it.
     write_files: Callable[[Path], None] | None = None
+    # unlearnkit.unlearn(..., reference=...) evaluates the result against the reference
+    # (an EvalReport with ToW under .comparisons); None otherwise.
+    evaluation: Any = None
 
 
 def retain_positions(run: Run, forget_pos: np.ndarray) -> np.ndarray:
