@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -399,7 +400,8 @@ class DirLock:
     def _create(self) -> bool:
         """Put the lock file in place if there is none; False if one exists."""
         text = json.dumps(self._info())
-        tmp = self.path.with_name(f".{self.path.name}.{_tag()}.tmp")
+        # Unique per call: threads of one process share the pid tag, and must not share the file.
+        tmp = self.path.with_name(f".{self.path.name}.{_tag()}.{secrets.token_hex(4)}.tmp")
         try:
             tmp.write_text(text)  # a full disk fails here, before any lock file exists
             try:
@@ -451,7 +453,7 @@ class DirLock:
     def _take_over(self, seen: bytes, why: str) -> None:
         """Remove the stale lock whose bytes were ``seen``, unless another process replaced it meanwhile."""
         self.notify(f"{self.path}: taking over {why}")
-        grave = self.path.with_name(f".{self.path.name}.{_tag()}.stale")
+        grave = self.path.with_name(f".{self.path.name}.{_tag()}.{secrets.token_hex(4)}.stale")
         try:
             os.replace(self.path, grave)
         except FileNotFoundError:
