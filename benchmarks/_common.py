@@ -4,6 +4,8 @@ the set-up they imply (not a benchmark itself; `make bench` runs it as a no-op).
 from __future__ import annotations
 
 import argparse
+import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -32,6 +34,23 @@ def setup(args: argparse.Namespace) -> tuple[DataBundle, TrainConfig, dict, np.r
     data = load_dataset(args.dataset)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed)
     return data, cfg, {"width": args.width}, np.random.default_rng(args.seed)
+
+
+def best_of(fn: Callable[[], object], reps: int = 3) -> float:
+    """Fastest wall time of ``reps`` calls of ``fn`` in seconds, after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def bare_matmul_flops(size: int = 2048, reps: int = 3) -> float:
+    """FLOP/s of a bare float32 ``size x size`` matmul at the current torch thread count."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return 2 * size**3 / best_of(lambda: a @ b, reps)
 
 
 def macs_per_example(model: nn.Module, x: torch.Tensor) -> int:

@@ -18,32 +18,16 @@ same threads: a 2048 x 2048 float32 matmul for the mlp, and for the cnn a dense 
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from _common import macs_per_example
+from _common import bare_matmul_flops, best_of, macs_per_example
 
 from unlearnkit import TrainConfig, load_dataset
 from unlearnkit.ensembles import train_ensemble
 from unlearnkit.runs import new_model
-
-
-def best_of(fn, reps: int = 3) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def bare_matmul_flops(size: int = 2048) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    return 2 * size**3 / best_of(lambda: a @ b)
 
 
 def bare_conv_flops(c: int = 64, hw: int = 14, batch: int = 64) -> float:

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from _common import macs_per_example
+from _common import bare_matmul_flops, macs_per_example
 
 from unlearnkit import TrainConfig, load_dataset, train_run
 from unlearnkit.data import DataBundle
@@ -40,19 +40,6 @@ def subset(data: DataBundle, n: int) -> DataBundle:
     return dataclasses.replace(
         data, x_train=data.x_train[:n], y_train=data.y_train[:n], index_train=data.index_train[:n]
     )
-
-
-def matmul_flops(threads: int, size: int = 2048, reps: int = 5) -> float:
-    """Best FLOP/s of a bare float32 ``size x size`` matmul with ``threads`` threads."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = 0.0
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        best = max(best, 2 * size**3 / (time.perf_counter() - t))
-    return best
 
 
 def timed_estimate(data, model, mode, k, epochs, width, args, root: Path) -> tuple[float, dict]:
@@ -142,7 +129,8 @@ def main() -> None:
     data = subset(load_dataset(args.dataset), args.n)
     # The first optimizer imports torch._dynamo (seconds); pay it before anything is timed.
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    peak = matmul_flops(args.threads)
+    torch.set_num_threads(args.threads)
+    peak = bare_matmul_flops(reps=5)
     print(f"{args.dataset}: {data.n_train} training examples; {args.threads} threads per model; "
           f"bare matmul {peak / 1e9:.1f} GFLOP/s; cpu_count {os.cpu_count()}")
     rows = []
