@@ -108,16 +108,9 @@ def _best(cells: pd.DataFrame, metric: str) -> set[tuple[str, str]]:
     return {(c.loc[i, "method"], c.loc[i, "forget_kind"]) for i in pick}
 
 
-def _fmt(mean: float, lo: float, hi: float, ci: bool) -> str:
-    if math.isnan(mean):
-        return "-"
-    if not ci or math.isnan(lo):
-        return f"{mean:.3f}"
-    return f"{mean:.3f} ± {(hi - lo) / 2:.3f}"
-
-
 def render(cells: pd.DataFrame, metric: str, fmt: str, ci: bool, width: int | None) -> str:
     """The methods x forget sets table of ``metric`` in ``fmt`` (see :data:`FORMATS`)."""
+    from unlearnkit.report.tables import fmt_ci
     if fmt == "csv":
         cols = ["method", "forget_kind", "n", "mean", *(["lo", "hi"] if ci else [])]
         return cells[cols].to_csv(index=False, float_format="%.6g").rstrip("\n")
@@ -138,7 +131,7 @@ def render(cells: pd.DataFrame, metric: str, fmt: str, ci: bool, width: int | No
         row = [m]
         for k in kinds:
             r = by.get((m, k))
-            text = "-" if r is None else _fmt(r.mean, r.lo, r.hi, ci)
+            text = "-" if r is None or math.isnan(r.mean) else fmt_ci(r.mean, r.lo if ci else math.nan, r.hi)
             row.append(text + (" *" if (m, k) in best else ("  " if best else "")))
         rows.append(row)
     n = sorted(set(cells["n"]))
