@@ -192,6 +192,37 @@ class TuningConfig(_Strict):
         return self.grids.get(method, self.grid)
 
 
+class PopulationConfig(_Strict):
+    """N models per side on some forget sets: per-example ε, forget quality F, the challenge's final
+    score and KLoM (docs/metrics.md). On the first seed's forget set of each kind listed, N originals
+    (seeds ``seed``..``seed+N-1``, all training rows) and N oracles (the same seeds, D minus S) train
+    with the ensemble engine; each method unlearns every original (member j with seed ``seed+j``) with
+    the hyperparameters of the bench's vanilla rows of that kind; a second N oracles (seeds
+    ``seed+N``..``seed+2N-1``) give the noise floor: what retraining itself scores."""
+
+    n: int = Field(16, description="models per side (>= 2; the challenge's F counts nothing at N = 2)")
+    forget_sets: list[str] = Field(min_length=1, description="forget_kind labels")
+    methods: list[str] | None = Field(None, description="default: the config's approximate methods")
+    seed: int = Field(1000, ge=0, description="first seed of the originals and oracles")
+    scorer_grid: bool = Field(False, description="also ε on the challenge scorer's grid (~30 ms per forget example per row)")
+
+    @field_validator("n")
+    @classmethod
+    def _two_per_side(cls, v: int) -> int:
+        if v < 2:
+            raise ValueError(f"per-example ε and KLoM compare two populations of models: n must be at least 2, got {v}")
+        return v
+
+    def methods_of(self, methods: list[str]) -> list[str]:
+        """The methods run on the population: those listed, or every approximate one of ``methods``
+        (retrain is the oracle itself; SISA needs its own shard ensemble, not a plain model)."""
+        from unlearnkit.methods import METHODS
+
+        if self.methods is not None:
+            return list(self.methods)
+        return [m for m in methods if m in METHODS and not METHODS.get(m).exact]
+
+
 class SisaConfig(_Strict):
     shards: int = Field(5, ge=1)
     slices: int = Field(3, ge=1)
@@ -245,6 +276,7 @@ class BenchConfig(_Strict):
     sisa: SisaConfig = Field(default_factory=SisaConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     instances: InstancesConfig | None = None
+    population: PopulationConfig | None = None
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     device: str = "auto"
 
@@ -417,6 +449,17 @@ def _semantic_problems(cfg: BenchConfig) -> list[tuple[tuple, str]]:
         labels = {s.label for s in cfg.forget_specs()}
         if cfg.instances.forget_set not in labels:
             out.append((("instances", "forget_set"), f"no forget set '{cfg.instances.forget_set}'; this config has: {', '.join(sorted(labels))}"))
+    if cfg.population is not None:
+        labels = {s.label for s in cfg.forget_specs()}
+        for i, lab in enumerate(cfg.population.forget_sets):
+            if lab not in labels:
+                out.append((("population", "forget_sets", i), f"no forget set '{lab}'; this config has: {', '.join(sorted(labels))}"))
+        for i, m in enumerate(cfg.population.methods or []):
+            if m not in cfg.methods:
+                out.append((("population", "methods", i), f"'{m}' is not among the config's methods: {', '.join(cfg.methods)}"))
+            elif m in METHODS and METHODS.get(m).exact:
+                why = "the oracles are retrained models already" if m == "retrain" else "it needs its own shard ensemble"
+                out.append((("population", "methods", i), f"'{m}' is exact ({why}); the population runs approximate methods"))
     labels = [s.label for s in cfg.forget_specs()]
     dup = sorted({lab for lab in labels if labels.count(lab) > 1})
     if dup:

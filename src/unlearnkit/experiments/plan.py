@@ -49,6 +49,7 @@ class Plan:
     memorization: WorkUnit | None = None
     scores: list[WorkUnit] = field(default_factory=list)
     instances: WorkUnit | None = None
+    population: list[WorkUnit] = field(default_factory=list)  # the population block's units (population.py)
 
 
 def forget_kind(spec: ForgetSpec) -> str:
@@ -90,6 +91,14 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
                     {"run": scores_of(seed) if needs_scores else train_of(seed)}, label=f"{spec.label} seed {seed}")
 
     tuned = tune_units(cfg, unit, scores_of, forget_of)
+
+    def vanilla_setting(method: str, params: dict, spec: ForgetSpec) -> tuple[dict, WorkUnit | None]:
+        """A method's vanilla inputs on forget sets of ``spec``'s kind (params, and the preset that will
+        apply: part of the key, so a changed preset file reruns the unit) and its ``tuning`` unit."""
+        tu = tuned.get((method, spec.label)) or tuned.get((method, ANY_KIND))
+        preset = preset_for(cfg.dataset.name, method, cfg.model.name, forget_kind(spec)) if method in METHODS else {}
+        return {"params": params, **({"preset": preset} if preset else {})}, tu
+
     rows: list[Row] = []
     scores_units = []
     instances = None
@@ -135,10 +144,8 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
                     vanilla.setdefault(m, {})
             for method, params in vanilla.items():
                 parent = sisa if method == "sisa" else train
-                tu = tuned.get((method, spec.label)) or tuned.get((method, ANY_KIND))
-                # the preset that will apply is part of the key, so a changed preset file reruns the unit
-                preset = preset_for(cfg.dataset.name, method, cfg.model.name, forget_kind(spec)) if method in METHODS else {}
-                um = unit("unlearn", {"method": method, "params": params, "seed": seed, **({"preset": preset} if preset else {})},
+                setting, tu = vanilla_setting(method, params, spec)
+                um = unit("unlearn", {"method": method, **setting, "seed": seed},
                           {"run": parent, "forget": fu, **({"tuning": tu} if tu else {})},
                           label=f"{method} {spec.label} seed {seed}")
                 row(method, "vanilla", um, um)
@@ -166,7 +173,11 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
                     row(method, variant, ru, ru)
     roots = [r.evaluation for r in rows] + [r.reference_eval for r in rows] + scores_units
     roots += [r.retrain_eval for r in rows if r.retrain_eval is not None] + ([instances] if instances else [])
-    return Plan(rows, closure(roots), mem, scores_units, instances)
+    from unlearnkit.experiments.population import population_units
+
+    population = population_units(cfg, unit, base, forget_of,
+                                  lambda method, spec: vanilla_setting(method, cfg.methods.get(method, {}), spec))
+    return Plan(rows, closure(roots + population), mem, scores_units, instances, population)
 
 
 def tune_units(cfg: BenchConfig, unit: Callable[..., WorkUnit], scores_of: Callable[[int], WorkUnit],

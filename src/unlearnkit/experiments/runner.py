@@ -20,6 +20,7 @@ from unlearnkit.experiments.config import BenchConfig
 from unlearnkit.experiments.handlers import INSTANCES, MEM, RUN
 from unlearnkit.experiments.lock import BenchLock
 from unlearnkit.experiments.plan import Plan, build_plan
+from unlearnkit.experiments.population import population_frame, write_population
 from unlearnkit.experiments.schedule import execute
 from unlearnkit.experiments.store import result_row, results_frame, write_results
 from unlearnkit.io import write_json
@@ -87,7 +88,8 @@ def run_bench(
 ) -> Outcome:
     """Run (or resume) the benchmark ``cfg`` in directory ``out``.
 
-    Writes ``out/config.json``, ``out/units/...``, ``out/results.parquet``,
+    Writes ``out/config.json``, ``out/units/...``, ``out/results.parquet``, ``out/population.parquet``
+    (with a ``population:`` block),
     ``out/failures.json`` (when units failed) and, with ``report``,
     ``out/report.html`` and ``out/report.md``. ``executor``/``address``/``device``
     override the config's. Holds ``out/bench.lock`` while running.
@@ -106,6 +108,7 @@ def run_bench(
         failures, ran = execute(plan.units, out, ex, addr, quiet, log, cfg.executor.threads)
         df = collect_results(plan, out, cfg)
         write_results(out, df)
+        write_population(out, plan.population)
         fail_path = out / "failures.json"
         if failures:
             write_json(fail_path, failures)
@@ -121,7 +124,7 @@ def run_bench(
 
 def report_context(plan: Plan, root: Path, cfg: BenchConfig, failures: Mapping[str, str]) -> dict[str, Any]:
     """What the report needs beyond the results table: the config, the memorization
-    estimate and its reliability, the first seed's scores, failures."""
+    estimate and its reliability, the first seed's scores, failures, the population table."""
     ctx: dict[str, Any] = {"config": cfg.model_dump(by_alias=True), "failures": dict(failures)}
     if plan.memorization is not None and plan.memorization.done(root):
         mdir = plan.memorization.path(root) / MEM
@@ -136,6 +139,8 @@ def report_context(plan: Plan, root: Path, cfg: BenchConfig, failures: Mapping[s
     if done_scores:
         ctx["scores"] = pd.read_parquet(done_scores[0].path(root) / RUN / "scores.parquet")
     ctx["original_fit"] = original_fit(plan, root, cfg)
+    if plan.population:
+        ctx["population"] = population_frame(plan.population, root)
     return ctx
 
 

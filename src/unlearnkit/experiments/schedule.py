@@ -19,7 +19,7 @@ import torch
 
 from unlearnkit._version import __version__
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.experiments import handlers  # noqa: F401  (registers the pipeline's unit handlers)
+from unlearnkit.experiments import handlers, population  # noqa: F401  (register the pipeline's unit handlers)
 from unlearnkit.experiments.units import DONE, HANDLERS, WorkUnit
 from unlearnkit.io import atomic_dir, read_json, write_json
 from unlearnkit.parallel import get_executor
