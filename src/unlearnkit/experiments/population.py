@@ -22,7 +22,7 @@ one row per (forget set, method), columns :data:`POPULATION_COLUMNS`:
 - forget_kind, forget_size, n (models per side), method (a method, ``original`` or
   ``retrain_noise_floor``), params (JSON, as the method ran; ``{}`` for the other two)
 - epsilon_mean, epsilon_median: per-example ε over S (exact attack families, the challenge's
-  δ = 1e-5, cap 50); max_epsilon: the truncation point ceil(log(N − 1)); forget_quality:
+  δ = 1e-5, cap 50); epsilon_at_cap: the fraction of S at the cap; max_epsilon: the truncation point ceil(log(N − 1)); forget_quality:
   F, mean bucket points over S (higher = closer to retraining, in [0, 1]);
   forget_quality_grid: F with the scorer's threshold grid (NaN unless ``scorer_grid``)
 - final_score: F · (RA_u / RA_r) · (TA_u / TA_r), accuracies averaged over the N models
@@ -57,7 +57,7 @@ ORACLES = "oracles.safetensors"  # the oracles' margins and accuracies (Outputs.
 MARGIN_SPLITS = ("forget", "retain", "val")
 ACC_SPLITS = ("forget", "retain", "test")
 POPULATION_COLUMNS = [
-    "forget_kind", "forget_size", "n", "method", "epsilon_mean", "epsilon_median", "max_epsilon", "forget_quality",
+    "forget_kind", "forget_size", "n", "method", "epsilon_mean", "epsilon_median", "epsilon_at_cap", "max_epsilon", "forget_quality",
     "forget_quality_grid", "final_score", "klom_forget", "klom_retain", "klom_val", "forget_acc", "retain_acc",
     "test_acc", "ref_forget_acc", "ref_retain_acc", "ref_test_acc", "seconds", "params",
 ]
@@ -111,6 +111,7 @@ def population_scores(unl: Outputs, ora: Outputs, scorer_grid: bool = False) -> 
     """ε, F, the final score and KLoM p95 of ``unl`` against the oracles ``ora`` (N >= 2 each)."""
     from unlearnkit.metrics import (challenge_max_epsilon, final_score, forget_quality, klom, klom_percentile,
                                     per_example_epsilon)
+    from unlearnkit.metrics.epsilon import EPSILON_CAP
 
     top = challenge_max_epsilon(unl.n)
     eps = per_example_epsilon(unl.margins["forget"], ora.margins["forget"])
@@ -123,7 +124,8 @@ def population_scores(unl: Outputs, ora: Outputs, scorer_grid: bool = False) -> 
     ref = {k: float(np.mean(v)) for k, v in ora.accuracy.items()}
     kl = {s: klom_percentile(klom(unl.margins[s], ora.margins[s])) for s in MARGIN_SPLITS}
     return {
-        "n": unl.n, "epsilon_mean": float(eps.mean()), "epsilon_median": float(np.median(eps)), "max_epsilon": top,
+        "n": unl.n, "epsilon_mean": float(eps.mean()), "epsilon_median": float(np.median(eps)),
+        "epsilon_at_cap": float((eps >= EPSILON_CAP).mean()), "max_epsilon": top,
         "forget_quality": fq, "forget_quality_grid": grid,
         "final_score": final_score(fq, mean["retain"], ref["retain"], mean["test"], ref["test"]),
         **{f"klom_{s}": v for s, v in kl.items()},

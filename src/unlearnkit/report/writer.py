@@ -169,6 +169,42 @@ def _es_note(df: pd.DataFrame) -> str | None:
                "a 'high' entanglement level is not the most entangled set. Read the ES, not the level name."))
 
 
+# population.parquet columns shown in the report, and their headers
+POPULATION_SHOWN = {"forget_kind": "forget set", "method": "method", "forget_quality": "F",
+                    "forget_quality_grid": "F (scorer grid)", "final_score": "final score",
+                    "klom_forget": "KLoM p95 forget", "klom_retain": "KLoM p95 retain", "klom_val": "KLoM p95 val",
+                    "epsilon_mean": "mean ε", "forget_acc": "forget acc", "test_acc": "test acc"}
+NOISE_FLOOR = "retrain_noise_floor"
+
+
+def _population_blocks(pop: pd.DataFrame | None) -> list[Block]:
+    """The population table (one row per forget set and method, N models per side) and how to read it."""
+    if pop is None or pop.empty:
+        return []
+    n = sorted(int(v) for v in pop["n"].unique())
+    top = sorted(float(v) for v in pop["max_epsilon"].unique())
+    cols = [c for c in POPULATION_SHOWN if c != "forget_quality_grid" or pop[c].notna().any()]
+    t = pop[cols].copy()
+    for c in cols[2:]:
+        t[c] = t[c].map(lambda v: "–" if math.isnan(v) else f"{v:.3f}")
+    t["method"] = t["method"].replace({NOISE_FLOOR: "retrain (noise floor)"})
+    t = t.rename(columns=POPULATION_SHOWN)
+    return [Block("h2", f"Challenge score and KLoM (N = {', '.join(map(str, n))} models per side)"),
+            Block("p", "On the first seed's forget set of each kind listed, N originals and N oracles (retrained "
+                       "without the forget set) come from the ensemble engine; each method unlearns "
+                       "every original. **F** (forget quality, in [0, 1]) is the unlearning challenge's mean bucket "
+                       "score of per-example ε, counting ε only below ceil(log(N − 1)) = "
+                       f"{', '.join(f'{v:g}' for v in top)}: higher = closer to retraining. **Final score** = F x "
+                       "(retain accuracy / the oracles') x (test accuracy / the oracles'). **KLoM p95** (nats) is "
+                       "the 95th percentile over a split's examples of the KL divergence between the oracles' and "
+                       "the method's distributions of margins: lower = closer to retraining, 0 = like it. The "
+                       "'retrain (noise floor)' row is a second N oracles scored the same way: what retraining "
+                       "itself scores at this N (its sampling noise): a method that scores like it cannot be told "
+                       "apart from retraining at this N; 'original' is doing nothing."),
+            Block("table", "per forget set and method; F, final score higher is better, KLoM lower is better",
+                  table=t)]
+
+
 def build_blocks(df: pd.DataFrame, ctx: Mapping[str, Any]) -> list[Block]:
     """Everything the report says, in order: summary first, set-up last."""
     failures = ctx.get("failures") or {}
@@ -205,6 +241,7 @@ def build_blocks(df: pd.DataFrame, ctx: Mapping[str, Any]) -> list[Block]:
     es_note = _es_note(df)
     if es_note:
         blocks.append(Block("p", es_note))
+    blocks += _population_blocks(ctx.get("population"))
 
     blocks.append(Block("h2", "Figures"))
     info = ctx.get("memorization_info") or {}
