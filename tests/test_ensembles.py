@@ -123,3 +123,20 @@ def test_one_row_last_batch_trains(digits):
         for j, (model, _) in enumerate(_alone(digits, build, subsets, cfg, seeds)):
             agree = (pred[j] == predict_logits(model, digits.x_train).argmax(1)).float().mean()
             assert agree > 0.9 and torch.isfinite(ens.logits(digits.x_train[:5])).all()
+
+
+def test_chunks_change_the_speed_not_the_members(digits):
+    """Members trained in groups (chunk=2 of 3, as a CPU trains large ensembles) are those of one stack."""
+    cfg = TrainConfig(epochs=2, lr=0.1, batch_size=64, until_fit=0.5)
+    seeds, subsets = [5, 6, 7], _subsets(digits.n_train, 3, 200)
+    build = lambda: new_model("mlp", digits, {"width": 16})  # noqa: E731
+    one = train_ensemble(build, digits.x_train, digits.y_train, subsets, cfg, seeds, mode="stacked", chunk=3)
+    two = train_ensemble(build, digits.x_train, digits.y_train, subsets, cfg, seeds, mode="stacked", chunk=2)
+    assert two.size == 3 and np.array_equal(one.epochs_run, two.epochs_run)
+    np.testing.assert_allclose(one.train_accuracy, two.train_accuracy)
+    torch.testing.assert_close(one.logits(digits.x_train), two.logits(digits.x_train), atol=1e-5, rtol=1e-4)
+    for j in range(3):
+        for key, w in one.member(j).state_dict().items():
+            torch.testing.assert_close(two.member(j).state_dict()[key], w, atol=1e-5, rtol=1e-4)
+    with pytest.raises(UnlearnkitError, match="chunk"):
+        train_ensemble(build, digits.x_train, digits.y_train, subsets, cfg, seeds, mode="stacked", chunk=0)
