@@ -122,6 +122,25 @@ def test_search_halves_over_epochs_and_respects_the_cost_cap():
     assert best_row(search({"lr": [0.1], "epochs": [5]}, evaluate, budget=250)) is None  # ran, over the cap
 
 
+def test_search_breaks_tow_ties_by_margin_gap_so_strong_settings_advance():
+    # An interpolating original: no prediction flips at 1 epoch, so every lr ties on ToW; only the
+    # largest lr goes on to flip predictions at more epochs. The margin gap (distance to the
+    # reference's margins) already shrinks with lr at 1 epoch and must carry it through the halving.
+    def evaluate(point):
+        moved = point["lr"] * point["epochs"]
+        tow = 0.5 if point["epochs"] == 1 else 0.5 + moved / 10
+        return {"tow": tow, "margin_gap": 10 - moved, "examples_processed": 100 * point["epochs"]}
+
+    grid = {"lr": [1e-4, 1e-3, 1e-2, 1e-1], "epochs": [1, 5, 10]}
+    table = search(grid, evaluate, eta=3)
+    assert set(table.loc[table["rung"] == 1, "lr"]) == {1e-1, 1e-2}
+    best = best_row(table)
+    assert best["lr"] == 1e-1 and best["epochs"] == 10
+    # without a margin gap, ties fall back to the cheaper point (every rung-0 point costs the same: first wins)
+    plain = search(grid, lambda p: {k: v for k, v in evaluate(p).items() if k != "margin_gap"}, eta=3)
+    assert set(plain.loc[plain["rung"] == 1, "lr"]) == {1e-4, 1e-3}
+
+
 def test_wide_grid_covers_lr_epochs_and_the_methods_own_axes():
     g = wide_grid("salun", max_epochs=10)
     assert min(g["lr"]) <= 1e-4 and max(g["lr"]) >= 1e-1 and g["epochs"] == [1, 2, 5, 10] and "mask_ratio" in g

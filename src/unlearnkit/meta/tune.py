@@ -20,7 +20,12 @@ successive halving: every other combination runs at the fewest epochs, the best
 third goes on to the next epoch count, and so on. ``max_cost`` caps the examples
 processed as a fraction of retraining's (the unlearning challenge used 0.2).
 
-The best eligible ToW wins; ties go to the cheaper point (fewer examples processed).
+The best eligible ToW wins. Ties (common: on a model that interpolates its training set, every
+small step changes no prediction, so whole rungs tie at the original's ToW) are broken by the
+*margin gap*, the summed distance between the unlearned and the reference model's mean logit
+margins on S_v, D_r and the validation split: a continuous signal that moves before any
+prediction flips, so successive halving promotes the settings that move toward the reference
+instead of the cheapest ones. Remaining ties go to the cheaper point (fewer examples processed).
 A chosen setting that changes no prediction of the original is flagged ``collapsed_to:
 "original"`` (a no-op), one that behaves exactly like a simpler method (l1_sparse with a
 vanishing penalty is finetune) ``collapsed_to: <that method>``.
@@ -46,7 +51,7 @@ from unlearnkit.io import read_json, write_json
 from unlearnkit.meta.reference import retrain_reference
 from unlearnkit.methods.api import retain_positions, unlearn_from_run as run_unlearn
 from unlearnkit.methods.base import METHODS
-from unlearnkit.metrics import tug_of_war
+from unlearnkit.metrics import logit_confidence, tug_of_war
 from unlearnkit.models import Classifier
 from unlearnkit.runs import Run
 from unlearnkit.training import predict_logits, split_accuracies
@@ -289,9 +294,23 @@ def validation_forget_set(
 
 
 def tune_accuracies(model: Classifier, run: Run, forget: ForgetSet) -> dict[str, float]:
-    """What tuning scores: accuracy on S (``forget``), D_r (``retain``) and the validation split (``val``)."""
+    """What tuning scores: accuracy on S (``forget``), D_r (``retain``) and the validation split (``val``),
+    and the mean logit margin (:func:`~unlearnkit.metrics.logit_confidence`, nats) on each as
+    ``margin_forget``, ``margin_retain``, ``margin_val`` (the search's tie-breaker)."""
     fp = forget.check(run.data)
-    return split_accuracies(model, run.data, {"forget": fp, "retain": retain_positions(run, fp)}, ("val",))
+    rows = {"forget": fp, "retain": retain_positions(run, fp)}
+    out = split_accuracies(model, run.data, rows, ("val",))
+    parts = {name: (run.data.x_train[pos], run.data.y_train[pos]) for name, pos in rows.items()}
+    parts["val"] = (run.data.x_val, run.data.y_val)
+    for name, (x, y) in parts.items():
+        out[f"margin_{name}"] = float(np.mean(logit_confidence(predict_logits(model, x), y.numpy()))) if len(y) else float("nan")
+    return out
+
+
+def margin_gap(unlearned: Mapping[str, float], reference: Mapping[str, float]) -> float:
+    """Sum over S, D_r and the validation split of |mean margin (unlearned) − mean margin (reference)|
+    (nats; 0 = the reference's margins; NaN when a margin is missing)."""
+    return float(sum(abs(unlearned[f"margin_{s}"] - reference[f"margin_{s}"]) for s in ("forget", "retain", "val")))
 
 
 _REFERENCES: dict[str, dict[str, float]] = {}
@@ -361,7 +380,8 @@ def search(grid: Mapping[str, Sequence[Any]], evaluate: Evaluate, *, budget: flo
     """Search ``grid`` with successive halving over its ``epochs`` axis (a plain grid without one).
 
     Every combination of the other axes runs at the fewest epochs; the best ``1/eta`` of them
-    (by ToW) run at the next epoch count, and so on. ``budget``: the most examples a point
+    (by ToW, ties by ``margin_gap`` when ``evaluate`` returns it, then by examples processed)
+    run at the next epoch count, and so on. ``budget``: the most examples a point
     may process; a point predicted (from its run at fewer epochs, linearly) to exceed it is
     not run, one that did exceed it is recorded but not eligible. Returns one row per point
     run: its values, ``rung``, what ``evaluate`` returned, ``eligible``, ``error``.
@@ -391,20 +411,29 @@ def search(grid: Mapping[str, Sequence[Any]], evaluate: Evaluate, *, budget: flo
             rows.append({**row, **res, "eligible": ok, "error": None})
             if epochs is not None:
                 last_cost[c] = (epochs, work)
-            scored.append((-res["tow"] if math.isfinite(res["tow"]) else math.inf, work, c))
+            scored.append((*_rank_key(res["tow"], res.get("margin_gap"), work), c))
         scored.sort()
-        alive = [c for _, _, c in scored[: max(1, math.ceil(len(scored) / eta))]]
+        alive = [key[-1] for key in scored[: max(1, math.ceil(len(scored) / eta))]]
         if not alive:
             break
     return pd.DataFrame(rows)
 
 
+def _rank_key(tow: float, gap: float | None, work: int) -> tuple[float, float, int]:
+    """Sort key of a grid point, best first: largest ToW, then smallest margin gap, then least work."""
+    gap = gap if gap is not None and math.isfinite(gap) else math.inf
+    return (-tow if math.isfinite(tow) else math.inf, gap, work)
+
+
 def best_row(table: pd.DataFrame) -> pd.Series | None:
-    """The eligible row of largest ToW (ties: fewest examples processed), or None."""
+    """The eligible row of largest ToW (ties: smallest ``margin_gap`` if recorded, then fewest
+    examples processed), or None."""
     ok = table[table["eligible"].astype(bool) & table["tow"].notna()] if len(table) else table
     if ok.empty:
         return None
-    return ok.assign(_neg=-ok["tow"]).sort_values(["_neg", "examples_processed"], kind="stable").iloc[0]
+    return ok.iloc[min(range(len(ok)), key=lambda i: _rank_key(
+        float(ok["tow"].iloc[i]), ok["margin_gap"].iloc[i] if "margin_gap" in ok else None,
+        int(ok["examples_processed"].iloc[i])))]
 
 
 @dataclass
@@ -442,7 +471,7 @@ class TuneResult:
             "collapsed_to": self.collapsed_to,
             "seed": self.seed,
             "selection": "max ToW on a validation forget set (validation split in place of test); "
-                         "ties: fewer examples; epochs by successive halving",
+                         "ties: smaller margin gap, then fewer examples; epochs by successive halving",
             "search_grid": self.grid,
             "validation_forget": {**self.val_forget.meta, "size": len(self.val_forget),
                                   "sha256": self.val_forget.sha256, "indices": self.val_forget.indices.tolist()},
@@ -524,6 +553,7 @@ def tune(
         acc = tune_accuracies(out.model, run, forget)
         return {**{f"{k}_acc": v for k, v in acc.items()},
                 "tow": tug_of_war({"forget": acc["forget"], "retain": acc["retain"], "test": acc["val"]}, ref_tow),
+                "margin_gap": margin_gap(acc, ref) if "margin_forget" in ref else float("nan"),
                 "seconds": out.seconds, "examples_processed": out.examples_processed,
                 "cost": out.examples_processed / retrain_work}
 
@@ -535,8 +565,9 @@ def tune(
         raise UnlearnkitError(f"tune {method}: no grid point qualified; {why}")
     keys = list(g)
     chosen = {k: _plain(best[k]) for k in keys}
+    order = ["_neg", "margin_gap", "examples_processed"] if "margin_gap" in table else ["_neg", "examples_processed"]
     table = table.assign(_neg=-table["tow"]).sort_values(
-        ["_neg", "examples_processed"], na_position="last", kind="stable").drop(columns="_neg").reset_index(drop=True)
+        order, na_position="last", kind="stable").drop(columns="_neg").reset_index(drop=True)
     collapsed = collapse_check(run, forget, method, chosen, seed=seed, device=device, quiet=quiet)
     return TuneResult(method, chosen, float(best["tow"]), table, forget, ref, seed, g, max_cost,
                       float(best["cost"]), collapsed)
