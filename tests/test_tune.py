@@ -260,7 +260,8 @@ TUNED_BENCH = {
     "scores": ["confidence"],
     "methods": {"finetune": {"batch_size": 64}},
     "metrics": {"mia_max_per_side": 100},
-    "tuning": {"per": "forget_kind", "grids": {"finetune": {"lr": [0.01, 0.1], "epochs": [1, 2]}}, "max_cost": 0.3},
+    "tuning": {"per": "forget_kind", "grids": {"finetune": {"lr": [0.01, 0.1], "epochs": [1, 2]}}, "max_cost": 0.3,
+               "validation": "match"},
 }
 
 
@@ -304,3 +305,31 @@ def test_bench_tunes_once_per_forget_kind_and_records_params(cli, tmp):
                          "tuning": {"methods": ["retrain"]}})
     with pytest.raises(UnlearnkitError, match="tuning.max_cost"):
         validate_config({**TUNED_BENCH, "tuning": {"max_cost": 0}})
+
+
+def test_bench_reserve_gives_every_kind_a_validation_set_as_hard_as_its_evaluated_sets(tmp):
+    from unlearnkit.data import load_dataset
+    from unlearnkit.data.forget import tuning_reserve
+    from unlearnkit.experiments import run_bench, validate_config
+
+    cfg = validate_config({**TUNED_BENCH, "seeds": [0], "tuning": {**TUNED_BENCH["tuning"], "validation": "reserve"}})
+    out = run_bench(cfg, tmp / "r", report=False)
+    assert not out.failures
+    reserve = set(tuning_reserve(load_dataset("digits"), 0.5, cfg.tuning.val_seed).tolist())
+    evaluated = {}
+    for f in (tmp / "r" / "units" / "forget").glob("*/forget.json"):
+        rec = read_json(f)
+        assert not set(rec["indices"]) & reserve  # evaluated sets never touch the reserve
+        evaluated[rec["label"]] = rec
+    vals = {}
+    for f in (tmp / "r" / "units" / "tune_validation").glob("*/forget.json"):
+        rec = read_json(f)
+        assert set(rec["indices"]) <= reserve
+        vals[rec["like"]] = rec
+    assert set(vals) == set(evaluated)  # every kind tuned, the 45% set included (no match refused)
+    for label in ("confidence-high", "confidence-low"):
+        ev, va = evaluated[label]["score_stats"], vals[label]["score_stats"]
+        overall = evaluated[label]["score_stats_all"]["mean"]
+        # the validation set sits where the evaluated set does, far from the average example
+        assert abs(va["mean"] - ev["mean"]) < 0.25 * abs(ev["mean"] - overall), (label, ev, va, overall)
+    assert len(vals["confidence-high"]["indices"]) == len(evaluated["confidence-high"]["indices"]) == 30

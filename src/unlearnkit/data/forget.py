@@ -80,21 +80,25 @@ def save_forget(path: str | Path, fs: ForgetSet) -> None:
     write_index_file(path, fs.indices, {**fs.meta, "size": len(fs), "sha256": fs.sha256})
 
 
-def random_forget_set(data: DataBundle, size: int, seed: int, class_balanced: bool = False) -> ForgetSet:
+def random_forget_set(data: DataBundle, size: int, seed: int, class_balanced: bool = False,
+                      exclude: np.ndarray | None = None) -> ForgetSet:
     """``size`` training indices drawn uniformly without replacement with ``seed``.
 
     ``class_balanced`` draws ``size // C`` per class (the remainder goes to
-    classes picked at random), so every class loses the same share.
+    classes picked at random), so every class loses the same share. Training
+    indices in ``exclude`` are never drawn.
     """
-    n = data.n_train
+    idx = data.index_train.numpy()
+    keep = ~np.isin(idx, exclude) if exclude is not None else np.ones(len(idx), dtype=bool)
+    idx = idx[keep]
+    n = len(idx)
     if size <= 0 or size > n:
         raise ConfigError(f"forget-set size must be in 1..{n} (the training set of {data.name}), got {size}")
     rng = np.random.default_rng(check_seed(seed))
-    idx = data.index_train.numpy()
     if not class_balanced:
         chosen = rng.choice(idx, size=size, replace=False)
     else:
-        y = data.y_train.numpy()
+        y = data.y_train.numpy()[keep]
         classes = np.unique(y)
         counts = np.full(len(classes), size // len(classes))
         counts[rng.choice(len(classes), size % len(classes), replace=False)] += 1
@@ -106,6 +110,26 @@ def random_forget_set(data: DataBundle, size: int, seed: int, class_balanced: bo
         )
     meta = {"kind": "random", "dataset": data.name, "seed": int(seed), "class": None, "class_balanced": class_balanced}
     return ForgetSet(chosen, meta)
+
+
+def tuning_reserve(data: DataBundle, fraction: float, seed: int) -> np.ndarray:
+    """The training indices set aside for tuning: a class-stratified random ``fraction`` of
+    every class (at least one example per class and one left out of it), drawn with ``seed``.
+
+    The bench draws the forget sets it evaluates from the other examples and its validation
+    forget sets from these, with the same construction, so a validation set is as hard as the
+    set it stands for and never overlaps an evaluated one.
+    """
+    if not 0 < fraction < 1:
+        raise ConfigError(f"the tuning reserve must be a fraction in (0, 1), got {fraction}")
+    rng = np.random.default_rng(check_seed(seed))
+    idx, y = data.index_train.numpy(), data.y_train.numpy()
+    parts = []
+    for c in np.unique(y):
+        members = idx[y == c]
+        k = min(len(members) - 1, max(1, int(round(fraction * len(members)))))
+        parts.append(rng.choice(members, size=k, replace=False))
+    return np.sort(np.concatenate(parts))
 
 
 def class_forget_set(data: DataBundle, cls: int) -> ForgetSet:

@@ -96,7 +96,8 @@ def mix_sizes(size: int) -> tuple[int, int, int]:
 
 
 def forget_by_score(
-    run_or_scores: Run | pd.DataFrame, score: str, level: str, size: int, seed: int = 0
+    run_or_scores: Run | pd.DataFrame, score: str, level: str, size: int, seed: int = 0,
+    exclude: np.ndarray | None = None,
 ) -> ForgetSet:
     """A forget set of ``size`` examples at difficulty ``level`` of score column ``score``.
 
@@ -106,7 +107,9 @@ def forget_by_score(
     (``high`` = hardest; ``mix``: thirds, the remainder to low). ``medium`` is the set closest to the median, or to 0.5
     for ``memorization`` itself (RUM). Examples with a missing score are skipped.
     ``meta`` records kind (``memorization-<level>`` or ``score:<name>-<level>``),
-    score, level, size, seed, the score's statistics on the set and the ES.
+    score, level, size, seed, the score's statistics on the set and the ES. Training indices in
+    ``exclude`` are never chosen (levels are then taken among the others: ``high`` is the
+    hardest of what is left).
     """
     _check_level(level, SCORE_LEVELS)
     run = run_or_scores if isinstance(run_or_scores, Run) else None
@@ -125,6 +128,8 @@ def forget_by_score(
         )
     values = table[score].to_numpy(dtype=np.float64)
     ok = np.isfinite(values)
+    if exclude is not None:
+        ok &= ~np.isin(table["index"].to_numpy(), exclude)
     index, values = table["index"].to_numpy()[ok], values[ok]
     _check_size(size, len(values), f"the training set with a '{score}' score")
     center = 0.5 if score == "memorization" else float(np.median(values))
@@ -212,14 +217,18 @@ def es_quantile_rows(emb: np.ndarray, level: str, size: int, seed: int, exclude:
     return _blend(nearest, shuffled, int(ks[best]), size), info
 
 
-def rum_bin_rows(dist: np.ndarray, level: str, size: int, bins: int) -> tuple[np.ndarray, dict[str, Any]]:
+def rum_bin_rows(dist: np.ndarray, level: str, size: int, bins: int, exclude: np.ndarray | None = None,
+                 ) -> tuple[np.ndarray, dict[str, Any]]:
     """RUM's construction: rows ranked by ascending ``dist`` (stable), cut into ``bins`` bins of
-    ``N // bins`` rows; the first ``size`` rows of the level's bin (:func:`entanglement_bin`)."""
+    ``N // bins`` rows; the first ``size`` rows of the level's bin (:func:`entanglement_bin`),
+    skipping rows in ``exclude``."""
     b = entanglement_bin(level, bins)
     if bins > len(dist):
         raise UnlearnkitError(f"--bins {bins} is more than the {len(dist)} training examples")
     width = len(dist) // bins
     members = np.argsort(dist, kind="stable")[b * width:(b + 1) * width]
+    if exclude is not None:
+        members = members[~np.isin(members, exclude)]
     if len(members) < size:
         raise UnlearnkitError(
             f"entanglement bin {b} of {bins} holds {len(members)} examples, fewer than --size {size}; "
@@ -229,7 +238,7 @@ def rum_bin_rows(dist: np.ndarray, level: str, size: int, bins: int) -> tuple[np
 
 
 def forget_by_entanglement(run: Run, bins: int = 15, level: str = "high", size: int = 100, seed: int = 0,
-                           construction: str = "es-quantiles") -> ForgetSet:
+                           construction: str = "es-quantiles", exclude: np.ndarray | None = None) -> ForgetSet:
     """A forget set of ``size`` training examples at entanglement ``level`` (low | medium | high | mix).
 
     ``construction``: ``es-quantiles`` (:func:`es_quantile_rows`; ordered by
@@ -237,7 +246,8 @@ def forget_by_entanglement(run: Run, bins: int = 15, level: str = "high", size: 
     (:func:`rum_bin_rows`; ``seed`` unused). ``mix``: the three levels built
     one after another without overlap, sizes :func:`mix_sizes`. ``meta``
     records kind (``entanglement-<level>``), construction, the ES, the
-    centroid-distance statistics and the construction's choices.
+    centroid-distance statistics and the construction's choices. Training indices in
+    ``exclude`` are never chosen (ES is still measured against every other training example).
     """
     _check_level(level, ENTANGLEMENT_LEVELS)
     if construction not in CONSTRUCTIONS:
@@ -247,13 +257,15 @@ def forget_by_entanglement(run: Run, bins: int = 15, level: str = "high", size: 
     pos, emb = run_embeddings(run)
     _check_size(size, len(pos), "the training set")
     dist = centroid_distance(emb)
+    barred = np.flatnonzero(np.isin(run.data.index_train[pos].numpy(), exclude)) if exclude is not None \
+        else np.zeros(0, dtype=np.int64)
     parts = zip(("low", "medium", "high"), mix_sizes(size)) if level == "mix" else [(level, size)]
     rows_of: list[np.ndarray] = []
     details: dict[str, Any] = {}
     for lv, n in parts:
-        taken = np.concatenate(rows_of) if rows_of else np.zeros(0, dtype=np.int64)
+        taken = np.concatenate([barred, *rows_of])
         if construction == "rum-bins":  # the bins are disjoint, so a mix needs no exclusion
-            rows, info = rum_bin_rows(dist, lv, n, bins)
+            rows, info = rum_bin_rows(dist, lv, n, bins, exclude=barred)
         else:
             rows, info = es_quantile_rows(emb, lv, n, seed, exclude=taken)
             info["anchor_index"] = int(run.data.index_train[pos[info.pop("anchor_row")]])

@@ -170,9 +170,19 @@ class TuningConfig(_Strict):
     (``per: forget_kind``: on a validation set matched to that kind) or once for all
     (``per: none``: on a random validation set), on the first seed's original, disjoint
     from every evaluated forget set of every seed. Tuned values replace the searched keys
-    of ``methods:``; the other keys still come from there."""
+    of ``methods:``; the other keys still come from there.
+
+    ``validation: reserve`` (default) sets aside a class-stratified random ``reserve``
+    fraction of the training set: every evaluated forget set (except whole classes) is drawn
+    from the other examples, and each kind's validation set is the same construction on the
+    reserve, so it is as hard as the sets it stands for even when the hardest examples are
+    few. ``validation: match`` keeps every example available to the evaluated sets and
+    matches a validation set to each kind among what they leave (refused, presets kept,
+    when no close match is left)."""
 
     per: Literal["forget_kind", "none"] = "forget_kind"
+    validation: Literal["reserve", "match"] = "reserve"
+    reserve: float = Field(0.5, gt=0, lt=1, description="fraction of each class set aside for validation sets (validation: reserve)")
     grid: Literal["small", "wide"] = "wide"
     grids: dict[str, dict[str, list[Any]]] = Field(default_factory=dict, description="{method: {param: [values]}} replacing `grid` for that method")
     max_cost: float | None = Field(0.2, gt=0, description="most examples a setting may process, as a fraction of retraining's")
@@ -190,6 +200,10 @@ class TuningConfig(_Strict):
 
     def grid_of(self, method: str) -> str | dict[str, list[Any]]:
         return self.grids.get(method, self.grid)
+
+    def reserve_input(self) -> dict[str, Any] | None:
+        """What a forget or validation unit needs to rebuild the tuning reserve, or None."""
+        return {"fraction": self.reserve, "seed": self.val_seed} if self.validation == "reserve" else None
 
 
 class PopulationConfig(_Strict):

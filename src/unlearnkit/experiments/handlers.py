@@ -120,8 +120,9 @@ def _do_scores(inputs, deps, out, opts):
     return read_json(out / RUN / "scores.json").get("scores", {})
 
 
-def build_forget(run: Run, spec: Mapping[str, Any], seed: int) -> ForgetSet:
-    """The forget set of one (level-expanded) :class:`ForgetSpec` on ``run``'s data, ES included."""
+def build_forget(run: Run, spec: Mapping[str, Any], seed: int, exclude: Any = None) -> ForgetSet:
+    """The forget set of one (level-expanded) :class:`ForgetSpec` on ``run``'s data, ES included;
+    never one of the training indices in ``exclude`` (a whole-class set ignores it)."""
     from unlearnkit.data.forget import class_forget_set, random_forget_set
     from unlearnkit.difficulty.forget_sets import forget_by_entanglement, forget_by_score
     from unlearnkit.difficulty.geometry import run_entanglement
@@ -133,23 +134,33 @@ def build_forget(run: Run, spec: Mapping[str, Any], seed: int) -> ForgetSet:
         size = int(round(fs_spec.size * data.n_train)) if fs_spec.size < 1 else int(fs_spec.size)
     kind, level = fs_spec.kind, fs_spec.one_level
     if kind == "random":
-        fs = random_forget_set(data, size, seed, class_balanced=fs_spec.class_balanced)
+        fs = random_forget_set(data, size, seed, class_balanced=fs_spec.class_balanced, exclude=exclude)
     elif kind == "class":
         fs = class_forget_set(data, fs_spec.class_)
     elif kind == "entanglement":
-        fs = forget_by_entanglement(run, fs_spec.bins, level, size, seed, construction=fs_spec.construction)
+        fs = forget_by_entanglement(run, fs_spec.bins, level, size, seed, construction=fs_spec.construction,
+                                    exclude=exclude)
     else:
-        fs = forget_by_score(run, fs_spec.score or "memorization", level, size, seed)
+        fs = forget_by_score(run, fs_spec.score or "memorization", level, size, seed, exclude=exclude)
     if fs.meta.get("es") is None:
         fs.meta["es"] = run_entanglement(run, fs)
     fs.meta["label"] = fs_spec.label
     return fs
 
 
+def _reserve(data: DataBundle, inputs: Mapping[str, Any]) -> Any:
+    """The tuning reserve named by ``inputs["reserve"]`` ({fraction, seed}), or None."""
+    from unlearnkit.data.forget import tuning_reserve
+
+    r = inputs.get("reserve")
+    return None if r is None else tuning_reserve(data, r["fraction"], r["seed"])
+
+
 @handler("forget")
 def _do_forget(inputs, deps, out, opts):
     run = _run(deps["run"], opts)
-    fs = build_forget(run, inputs["spec"], inputs["seed"])
+    # with a tuning reserve, evaluated sets are drawn from the examples outside it
+    fs = build_forget(run, inputs["spec"], inputs["seed"], exclude=_reserve(run.data, inputs))
     save_forget(out / FORGET, fs)
     return {"size": len(fs), "es": float(fs.meta["es"]), "label": fs.meta["label"]}
 
@@ -170,8 +181,24 @@ def _do_tune_validation(inputs, deps, out, opts):
     run = _run(deps["run"], opts)
     like = _forget(deps["like"], run.data) if "like" in deps else None
     avoid = np.unique(np.concatenate([_forget(d, run.data).indices for k, d in deps.items() if k.startswith("avoid")]))
+    reserve = _reserve(run.data, inputs)
     try:
-        val = validation_forget_set(run, None, inputs["val_seed"], avoid, like=like)
+        if reserve is not None and "spec" in inputs:
+            # the kind's own construction on the reserve: as hard as the evaluated sets, disjoint by design
+            outside = np.setdiff1d(run.data.index_train.numpy(), reserve)
+            val = build_forget(run, inputs["spec"], inputs["seed"], exclude=outside)
+            if np.isin(val.indices, avoid).any():
+                raise RuntimeError("the tuning reserve overlaps an evaluated forget set")  # a planning bug
+            val.meta.update(like=inputs["spec_label"], like_kind=val.meta.get("kind"), kind="validation",
+                            match="same construction, tuning reserve")
+            if like is not None and "score_stats" in like.meta and "score_stats" in val.meta:
+                val.meta.update(score_mean_like=like.meta["score_stats"]["mean"],
+                                score_mean_val=val.meta["score_stats"]["mean"])
+        else:
+            # per: none draws at random from the reserve; a whole-class set is matched by another class
+            use = reserve is not None and (like is None or like.kind != "class")
+            outside = np.setdiff1d(run.data.index_train.numpy(), reserve) if use else np.zeros(0, np.int64)
+            val = validation_forget_set(run, None, inputs["val_seed"], np.union1d(avoid, outside), like=like)
     except UnlearnkitError as e:
         # No disjoint set matches this kind (its hard examples are all in evaluated sets): tuning on a
         # much easier set would pick near no-ops, so the kind's methods keep their presets instead.
@@ -180,7 +207,8 @@ def _do_tune_validation(inputs, deps, out, opts):
     save_forget(out / FORGET, val)
     ref = reference_accuracies(run, val, seed=inputs["seed"], device=opts.get("device", "auto"), reference_dir=out)
     return {"size": len(val), "match": val.meta.get("match", "random"),
-            "quantile_shift": val.meta.get("quantile_shift"), "reference": ref}
+            "quantile_shift": val.meta.get("quantile_shift"), "score_mean_like": val.meta.get("score_mean_like"),
+            "score_mean_val": val.meta.get("score_mean_val"), "reference": ref}
 
 
 @handler("tune")

@@ -85,9 +85,12 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
         return unit("scores", {"names": cfg.score_names, "seed": seed},
                     {"run": train_of(seed), **({"memorization": mem} if mem else {})}, label=f"seed {seed}")
 
+    reserve = cfg.tuning.reserve_input() if cfg.tuning is not None else None
+
     def forget_of(seed: int, spec: ForgetSpec) -> WorkUnit:
         needs_scores = spec.kind in ("memorization", "score")
-        return unit("forget", {"spec": spec.model_dump(by_alias=True), "seed": seed},
+        held_out = {"reserve": reserve} if reserve is not None and spec.kind != "class" else {}
+        return unit("forget", {"spec": spec.model_dump(by_alias=True), "seed": seed, **held_out},
                     {"run": scores_of(seed) if needs_scores else train_of(seed)}, label=f"{spec.label} seed {seed}")
 
     tuned = tune_units(cfg, unit, scores_of, forget_of)
@@ -184,9 +187,10 @@ def tune_units(cfg: BenchConfig, unit: Callable[..., WorkUnit], scores_of: Calla
                forget_of: Callable[[int, ForgetSpec], WorkUnit]) -> dict[tuple[str, str], WorkUnit]:
     """The ``tune`` units of ``cfg.tuning``: ``{(method, forget_kind): unit}`` (forget_kind
     :data:`ANY_KIND` for ``per: none``). Each tunes on the first seed's original, on the
-    validation set of its kind's ``tune_validation`` unit: matched to that kind's forget set
-    (random for ``per: none``), disjoint from the forget sets of every kind and seed, with
-    the reference retrained on D minus it once for all the kind's methods."""
+    validation set of its kind's ``tune_validation`` unit (the kind's construction on the tuning
+    reserve, or matched to that kind's forget set with ``validation: match``; random for
+    ``per: none``), disjoint from the forget sets of every kind and seed, with the reference
+    retrained on D minus it once for all the kind's methods."""
     t = cfg.tuning
     if t is None:
         return {}
@@ -198,7 +202,12 @@ def tune_units(cfg: BenchConfig, unit: Callable[..., WorkUnit], scores_of: Calla
     out = {}
     for label, spec in kinds:
         like = {"like": forget_of(first, spec)} if spec is not None else {}
-        val = unit("tune_validation", {"val_seed": t.val_seed, "seed": first},
+        own = {}  # validation: reserve rebuilds the kind's construction on the reserve
+        if t.reserve_input() is not None:
+            own = {"reserve": t.reserve_input()}
+            if spec is not None and spec.kind != "class":
+                own.update(spec=spec.model_dump(by_alias=True), spec_label=label)
+        val = unit("tune_validation", {"val_seed": t.val_seed, "seed": first, **own},
                    {"run": scores_of(first), **like, **avoid}, label=label)
         for m in methods:
             inputs = {"method": m, "grid": t.grid_of(m), "max_cost": t.max_cost, "seed": first}
