@@ -12,10 +12,11 @@ In this one process, side by side:
 2. N originals (all training rows, seeds 0..N-1, stacked), each unlearned with
    ``--method`` (its digits preset): per-example ε on the forget set (exact families and
    the challenge scorer's grid, bucket points truncated at ceil(log(N - 1))), forget
-   quality, and KLoM's 95th percentile on forget / retain / validation. The originals
+   quality, the final score and KLoM's 95th percentile on forget / retain / validation. The originals
    themselves (no unlearning) are scored the same way as the do-nothing baseline, and a
    second set of N oracles (seeds N..2N-1) as the floor: what retraining itself scores
-   against the oracles (the metrics' sampling noise at this N).
+   against the oracles (the metrics' sampling noise at this N). The scores are those of the
+   bench's ``population:`` block (``unlearnkit.experiments.population.population_scores``).
 """
 
 from __future__ import annotations
@@ -29,16 +30,9 @@ import torch
 from unlearnkit import TrainConfig, load_dataset
 from unlearnkit.data.forget import random_forget_set
 from unlearnkit.ensembles import train_ensemble
+from unlearnkit.experiments.population import Outputs, population_scores
 from unlearnkit.methods.api import unlearn
 from unlearnkit.methods.base import preset_for
-from unlearnkit.metrics import (
-    challenge_max_epsilon,
-    forget_quality,
-    klom,
-    klom_percentile,
-    logit_confidence,
-    per_example_epsilon,
-)
 from unlearnkit.runs import new_model
 from unlearnkit.training import predict_logits
 
@@ -47,22 +41,16 @@ RECIPE = dict(epochs=30, lr=0.1, batch_size=32, weight_decay=0.0)
 WIDTH = 64
 
 
-def margins(models, data, parts) -> dict[str, np.ndarray]:
-    """Per split, ``[n_examples, n_models]`` margins (logit_y − logsumexp of the others)."""
-    out = {}
-    for name, (x, y) in parts.items():
-        out[name] = np.stack([logit_confidence(predict_logits(m, x), y.numpy()) for m in models], axis=1)
-    return out
+def outputs(models, parts) -> Outputs:
+    """Margins (forget / retain / val) and accuracies (forget / retain / test) of ``models``."""
+    return Outputs.of(lambda x: torch.stack([predict_logits(m, x) for m in models]), parts, len(models))
 
 
-def score(name: str, unl: dict[str, np.ndarray], ora: dict[str, np.ndarray], n: int) -> None:
-    top = challenge_max_epsilon(n)
-    eps = per_example_epsilon(unl["forget"], ora["forget"])
-    grid = per_example_epsilon(unl["forget"], ora["forget"], grid="scorer")
-    kl = {s: klom_percentile(klom(unl[s], ora[s])) for s in ("forget", "retain", "val")}
-    print(f"{name:>22}: eps mean {eps.mean():.3f} (grid {grid.mean():.3f}), F {forget_quality(eps, max_epsilon=top):.3f} "
-          f"(grid {forget_quality(grid, max_epsilon=top):.3f}); KLoM p95 forget {kl['forget']:.3f} "
-          f"retain {kl['retain']:.3f} val {kl['val']:.3f}")
+def score(name: str, unl: Outputs, ora: Outputs) -> None:
+    s = population_scores(unl, ora, scorer_grid=True)  # what the bench's population block reports
+    print(f"{name:>22}: eps mean {s['epsilon_mean']:.3f}, F {s['forget_quality']:.3f} "
+          f"(grid {s['forget_quality_grid']:.3f}), final score {s['final_score']:.3f}; KLoM p95 forget "
+          f"{s['klom_forget']:.3f} retain {s['klom_retain']:.3f} val {s['klom_val']:.3f}")
 
 
 def main() -> None:
@@ -106,13 +94,13 @@ def main() -> None:
     print(f"  {args.n} originals (stacked) + {args.n} x {args.method} {params}: {time.perf_counter() - t:.1f} s")
 
     parts = {"forget": (data.x_train[f_pos], data.y_train[f_pos]), "retain": (data.x_train[retain], data.y_train[retain]),
-             "val": (data.x_val, data.y_val)}
-    ora = margins(ens["stacked"].members(), data, parts)
+             "val": (data.x_val, data.y_val), "test": (data.x_test, data.y_test)}
+    ora = outputs(ens["stacked"].members(), parts)
     second = train_ensemble(build, data.x_train, data.y_train, subsets, cfg, [args.n + s for s in seeds],
                             mode="stacked", measure_fit=False, desc="second oracles").members()
-    score(f"{args.method}", margins(unlearned, data, parts), ora, args.n)
-    score("original (no unlearning)", margins(originals, data, parts), ora, args.n)
-    score("retrain (other seeds)", margins(second, data, parts), ora, args.n)
+    score(f"{args.method}", outputs(unlearned, parts), ora)
+    score("original (no unlearning)", outputs(originals, parts), ora)
+    score("retrain (other seeds)", outputs(second, parts), ora)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,27 @@ def _print_tow(df) -> None:
                   markup=False)
 
 
+def _print_population(out: Path) -> None:
+    """The population table (when the config has a population block): F, final score, KLoM p95."""
+    from unlearnkit.experiments.population import POPULATION
+
+    path = out / POPULATION
+    if not path.exists():
+        return
+    import pandas as pd
+
+    df = pd.read_parquet(path)
+    if df.empty:
+        return
+    cols = {"forget_kind": "forget set", "method": "method", "forget_quality": "F", "final_score": "final",
+            "klom_forget": "KLoM p95 forget", "klom_retain": "KLoM p95 retain", "klom_val": "KLoM p95 val"}
+    t = df[list(cols)].rename(columns=cols)
+    n = ", ".join(str(v) for v in sorted(df["n"].unique()))
+    console.print(f"Challenge score and KLoM, N = {n} models per side (F, final: higher = closer to retraining; "
+                  "KLoM p95: lower; retrain_noise_floor = what retraining itself scores)")
+    console.print(t.to_string(index=False, float_format=lambda v: f"{v:.3f}"), highlight=False, markup=False)
+
+
 def _bench(config_path: Path, out: Path, executor: str | None, address: str | None, device: str | None, quiet: bool) -> None:
     from unlearnkit.experiments import load_config, run_bench
 
@@ -34,6 +55,7 @@ def _bench(config_path: Path, out: Path, executor: str | None, address: str | No
     wall = time.perf_counter() - start
     if not res.results.empty:
         _print_tow(res.results)
+    _print_population(out)
     console.print(f"{len(res.results)} result rows -> {out / 'results.parquet'}  ({res.units_run} of "
                   f"{res.units_total} work units run now, {wall:.1f} s)")
     if res.report is not None:
