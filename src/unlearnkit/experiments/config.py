@@ -7,7 +7,8 @@ key and value sits, so each validation problem is reported as one line
 The config names the dataset, model and training recipe, the seeds, the
 forget sets (random, class, by memorization, by entanglement, by any score
 column), the memorization estimate, the methods with their hyperparameters,
-the RUM variants, SISA, the metrics and the executor. See ``docs/bench.md``.
+the RUM variants, SISA, the metrics, the population of N models per side
+(per-example ε, KLoM) and the executor. See ``docs/bench.md``.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ them (``retrain_test_acc``, ``retrain_seconds``) for its accuracy loss and cost.
 
 Rows of ``method == "original"`` are θ_o itself (no unlearning, 0 seconds):
 the ToW a method must beat to have done anything.
+
+A ``population:`` block adds the units of :mod:`.population` (N originals and N oracles on the
+first seed's forget set of each kind listed, every method on each original), with the same
+method settings as the vanilla rows of that kind.
 """
 
 from __future__ import annotations
