@@ -120,3 +120,21 @@ def test_originals_on_disk_reproduce_the_original_row(pop_dir, digits):
     assert acc == pytest.approx(row["retain_acc"], abs=1e-12)
     # The members differ (their own seeds), so ε has spread to measure.
     assert not np.allclose(predict_logits(models[0], digits.x_test), predict_logits(models[1], digits.x_test))
+
+
+def test_methods_run_with_the_vanilla_rows_hyperparameters(pop_dir):
+    """Same resolution (config < preset for dataset, model and forget kind) as the bench's own rows."""
+    res, pop = pd.read_parquet(pop_dir / "results.parquet"), pd.read_parquet(pop_dir / POPULATION)
+    for _, row in pop[~pop["method"].isin([ORIGINAL, NOISE_FLOOR])].iterrows():
+        vanilla = res[(res["forget_kind"] == row["forget_kind"]) & (res["method"] == row["method"])
+                      & (res["variant"] == "vanilla")]
+        assert list(vanilla["params"]) == [row["params"]], (row["forget_kind"], row["method"])
+
+
+def test_a_fresh_run_gives_the_same_table(pop_dir, tmp_path):
+    cfg = validate_config({**POP, "population": {**POP["population"], "forget_sets": ["random"]},
+                           "forget_sets": [{"kind": "random", "size": 30}]})
+    run_bench(cfg, tmp_path / "again", report=False)
+    again = pd.read_parquet(tmp_path / "again" / POPULATION).drop(columns="seconds")
+    first = pd.read_parquet(pop_dir / POPULATION).drop(columns="seconds")
+    pd.testing.assert_frame_equal(again, first[first["forget_kind"] == "random"].reset_index(drop=True))
