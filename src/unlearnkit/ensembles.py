@@ -21,7 +21,9 @@ the members one after another through :func:`~unlearnkit.training.train`
 
 Every member's gradient is its own: the loss summed over members is the sum of
 independent per-member mean losses. SGD and AdamW act elementwise, so one
-optimizer over the stacked tensors is M independent optimizers.
+(fused) optimizer over the stacked tensors is M independent optimizers. On a
+CPU the members train in groups small enough for a step's weights and
+activations to stay in cache (:func:`auto_chunk`), one group after another.
 """
 
 from __future__ import annotations
@@ -195,10 +197,9 @@ class StackedMembers:
             w, b = p[f"{name}.weight"], p.get(f"{name}.bias")
             wf = w.reshape(m * w.shape[1], *w.shape[2:])
             bf = None if b is None else b.reshape(-1)
-            if a.layout == "shared" and mod.groups == 1:  # one dense conv with M*C_out outputs
-                h = F.conv2d(a.h, wf, bf, mod.stride, mod.padding, mod.dilation, mod.groups)
-            else:
-                h = F.conv2d(_to_group(a, m), wf, bf, mod.stride, mod.padding, mod.dilation, m * mod.groups)
+            shared = a.layout == "shared" and mod.groups == 1  # one dense conv with M*C_out outputs
+            h = F.conv2d(a.h if shared else _to_group(a, m), wf, bf, mod.stride, mod.padding, mod.dilation,
+                         mod.groups if shared else m * mod.groups)
             return _Act(h, "group")
         if isinstance(mod, nn.GroupNorm):
             w, b = p.get(f"{name}.weight"), p.get(f"{name}.bias")
@@ -276,9 +277,11 @@ def can_stack(model: nn.Module, probe: torch.Tensor) -> bool:
 def auto_mode(model: nn.Module, probe: torch.Tensor, device: torch.device | str) -> str:
     """What ``mode="auto"`` picks: on a GPU, stacked for every chain model; on a CPU, stacked
     only for chains without convolutions (the mlp). Measured on 2 shared CPU cores, one thread
-    (``benchmarks/ensemble.py``): 16 stacked mlps ran 1.2x the loop's speed, 16 cnns 0.7x; all
-    members' weights stream from memory at every step while one member's stay in cache, so on
-    a CPU the loop wins for convolutions and for large M."""
+    (``benchmarks/ensemble.py``, docs/timings.md): stacked mlps 2.1-2.2x the loop's speed at
+    M = 16 and 64, stacked cnns 0.9x. A small cnn's step is ~90% kernel time that stacking does
+    not shrink (a grouped convolution costs per group what one member's convolution costs, and
+    BatchNorm / ReLU / pooling cost per element), so the loop's per-step overhead, all that
+    stacking removes, is too small a share to pay for the layout changes."""
     if not is_chain(model, probe[:2]):
         return "loop"
     if torch.device(device).type == "cuda":
@@ -286,22 +289,52 @@ def auto_mode(model: nn.Module, probe: torch.Tensor, device: torch.device | str)
     return "loop" if any(isinstance(m, nn.Conv2d) for m in model.modules()) else "stacked"
 
 
-# Parameter bytes of one group of stacked members on a CPU. A step streams a group's weights,
-# gradients and optimizer state several times; measured on the 2-core development machine
-# (fashion-mnist mlp 256, 0.8 MB a member, SGD, batch 64), a step cost per member 0.59 ms at
-# 8 members, 0.63 at 16, 0.68 at 32 and 0.95 at 64, against 1.24 for one member alone.
-CPU_CHUNK_BYTES = 8 * 2**20
+# What one group of stacked members may hold on a CPU, measured on the 2-core development
+# machine (Fashion-MNIST, SGD, batch 64, one thread). Parameters: a step streams a group's
+# weights, gradients and optimizer state several times; for the 784-256-10 mlp (0.8 MB a
+# member) a step cost per member 0.59 ms in groups of 8, 0.63 of 16, 0.68 of 32, 0.95 of 64
+# (1.24 alone). Activations: a width-8 cnn's layer outputs take 14 MB a member per batch of 64;
+# an epoch of 256 rows took per member 0.086 s with 16 members in one stack, 0.071-0.073 in
+# groups of 2 or 4. Large activations are mapped afresh, page by page, at every step: 16
+# stacked cnns stepped in 312 ms instead of 570 with glibc told to keep freed memory.
+CPU_CHUNK_PARAM_BYTES = 8 * 2**20
+CPU_CHUNK_ACTIVATION_BYTES = 32 * 2**20
 
 
-def auto_chunk(model: nn.Module, members: int, device: torch.device | str) -> int:
-    """How many members a stacked ensemble trains at once: all of them on a GPU; on a CPU as
-    many as keep a group's parameters within :data:`CPU_CHUNK_BYTES`, in groups of equal size."""
+@torch.no_grad()
+def activation_bytes(model: nn.Module, probe: torch.Tensor) -> float:
+    """Bytes of the leaf modules' outputs for one example like ``probe [b, ...]`` (float32)."""
+    total = 0
+
+    def hook(mod: nn.Module, inp, out) -> None:
+        nonlocal total
+        total += out.numel() * 4 if isinstance(out, torch.Tensor) else 0
+
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    was = model.training
+    model.eval()
+    try:
+        model(probe)
+    finally:
+        model.train(was)
+        for h in handles:
+            h.remove()
+    return total / max(1, probe.shape[0])
+
+
+def auto_chunk(model: nn.Module, probe: torch.Tensor, members: int, batch_size: int,
+               device: torch.device | str) -> int:
+    """How many members a stacked ensemble trains at once: all of them on a GPU; on a CPU as many
+    as keep a group's parameters within :data:`CPU_CHUNK_PARAM_BYTES` and its activations for
+    a batch of ``batch_size`` within :data:`CPU_CHUNK_ACTIVATION_BYTES`. (:func:`train_ensemble`
+    splits the members into groups of at most this size that differ by at most one.)"""
     if torch.device(device).type != "cpu":
         return members
-    per_member = sum(p.numel() * p.element_size() for p in model.parameters())
-    fit = max(1, CPU_CHUNK_BYTES // max(1, per_member))
-    groups = math.ceil(members / fit)
-    return math.ceil(members / groups)
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    acts = activation_bytes(model, probe.cpu()) * batch_size
+    fit = max(1, int(min(CPU_CHUNK_PARAM_BYTES / max(1, params), CPU_CHUNK_ACTIVATION_BYTES / max(1.0, acts))))
+    return min(members, fit)
 
 
 # --------------------------------------------------------------------------- the ensemble
@@ -399,8 +432,8 @@ def train_ensemble(
     ``auto`` (:func:`auto_mode`; the loop under ``cfg.amp``, which the stacked
     network does not implement). ``measure_fit`` measures each member's
     accuracy on its own rows. ``chunk``: a stacked ensemble trains its members
-    in groups of this many, one group after another over the whole run
-    (default :func:`auto_chunk`); it changes the speed, not the members.
+    in groups of at most this many, one group after another over the whole
+    run (default :func:`auto_chunk`); it changes the speed, not the members.
     """
     subsets = [np.asarray(s, dtype=np.int64) for s in subsets]
     k = len(seeds)
@@ -424,8 +457,8 @@ def train_ensemble(
         return _train_loop(models, x, y, subsets, cfg, seeds, device, measure_fit, quiet, desc)
     if chunk is not None and chunk < 1:
         raise UnlearnkitError(f"ensemble: chunk must be >= 1 member, got {chunk}")
-    size = chunk or auto_chunk(models[0], k, device)
-    groups = [range(a, min(a + size, k)) for a in range(0, k, size)]
+    size = chunk or auto_chunk(models[0], probe, k, cfg.batch_size, device)
+    groups = [g.tolist() for g in np.array_split(np.arange(k), math.ceil(k / size))]  # sizes differ by <= 1
     parts = [_train_stacked([models[j] for j in g], x, y, [subsets[j] for j in g], cfg, [seeds[j] for j in g],
                             device, measure_fit, quiet, desc if len(groups) == 1 else f"{desc} {g[0] + 1}-{g[-1] + 1}/{k}")
              for g in groups]
