@@ -144,7 +144,8 @@ def test_search_breaks_tow_ties_by_margin_gap_so_strong_settings_advance():
 def test_wide_grid_covers_lr_epochs_and_the_methods_own_axes():
     g = wide_grid("salun", max_epochs=10)
     assert min(g["lr"]) <= 1e-4 and max(g["lr"]) >= 1e-1 and g["epochs"] == [1, 2, 5, 10] and "mask_ratio" in g
-    assert set(wide_grid("scrub", 3)) == {"lr", "epochs", "msteps", "temperature"} and wide_grid("scrub", 3)["epochs"] == [1, 2, 3]
+    assert set(wide_grid("scrub", 3)) == {"lr", "batch_size", "epochs", "msteps", "temperature"}
+    assert wide_grid("scrub", 3)["epochs"] == [1, 2, 3] and len(wide_grid("finetune", 3)["batch_size"]) >= 2
     assert "alpha" in wide_grid("l1_sparse", 10) and "damping" in wide_grid("influence", 10)
 
 
