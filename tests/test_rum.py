@@ -271,3 +271,27 @@ def test_cli(run, forget, tmp, cli):
                              "--out", tmp / "x", *extra)
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (extra, err)
         assert not (tmp / "x").exists()
+
+
+def test_rum_units_rerun_when_a_candidates_preset_changes(monkeypatch):
+    """A RUM unit's key covers the presets its steps may apply, as a vanilla unit's does."""
+    from importlib import resources
+
+    import unlearnkit.methods as methods_pkg
+    from unlearnkit.experiments.config import load_config
+    from unlearnkit.experiments.plan import build_plan
+
+    cfg = load_config(resources.files("unlearnkit").joinpath("configs", "demo.yaml"))
+
+    def rum_keys() -> dict[str, str]:
+        return {u.label: u.key for u in build_plan(cfg, {}).units if u.kind == "rum"}
+
+    before = rum_keys()
+    real = methods_pkg.preset_for
+    monkeypatch.setattr(methods_pkg, "preset_for",
+                        lambda ds, m, model=None, kind=None: {**real(ds, m, model, kind), **({"lr": 0.5} if m == "salun" else {})})
+    after = rum_keys()
+    assert before.keys() == after.keys() and before
+    changed = {label for label in before if before[label] != after[label]}
+    # salun is a candidate of the 'rum' variant only: exactly those units rerun
+    assert changed == {label for label in before if label.startswith("rum rum ")}

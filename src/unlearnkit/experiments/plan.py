@@ -21,6 +21,8 @@ method settings as the vanilla rows of that kind.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -106,6 +108,15 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
         preset = preset_for(cfg.dataset.name, method, cfg.model.name, forget_kind(spec)) if method in METHODS else {}
         return {"params": params, **({"preset": preset} if preset else {})}, tu
 
+    def rum_presets(methods: list[str]) -> str:
+        """A digest of every preset the RUM steps of ``methods`` could apply (a step's forget set is a
+        group of S, so any kind's): part of the key, so a changed preset file reruns RUM units."""
+        from unlearnkit.methods.presets import KINDS
+
+        table = {m: {str(k): preset_for(cfg.dataset.name, m, cfg.model.name, k) for k in (*KINDS, None)}
+                 for m in methods if m in METHODS}
+        return hashlib.sha256(json.dumps(table, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
     rows: list[Row] = []
     scores_units = []
     instances = None
@@ -174,7 +185,8 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
                     jobs = [(m, {**common, "variant": variant, "methods": m, "params": cfg.methods.get(m, {})},
                              tuned.get((m, spec.label)) or tuned.get((m, ANY_KIND))) for m in r.methods]
                 for method, kw, tu in jobs:
-                    ru = unit("rum", {"rum": kw, "seed": seed},
+                    involved = r.candidates if method == "rum" else [method]
+                    ru = unit("rum", {"rum": kw, "seed": seed, "presets": rum_presets(involved)},
                               {"run": scores, "forget": fu, **({"tuning": tu} if tu else {})},
                               label=f"{variant} {method} {spec.label} seed {seed}")
                     row(method, variant, ru, ru)
