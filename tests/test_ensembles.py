@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from unlearnkit import TrainConfig, UnlearnkitError
-from unlearnkit.ensembles import auto_mode, is_chain, train_ensemble
+from unlearnkit.ensembles import auto_chunk, auto_mode, is_chain, train_ensemble
 from unlearnkit.runs import new_model
 from unlearnkit.training import predict_logits, seed_everything, train
 
@@ -140,3 +140,7 @@ def test_chunks_change_the_speed_not_the_members(digits):
             torch.testing.assert_close(two.member(j).state_dict()[key], w, atol=1e-5, rtol=1e-4)
     with pytest.raises(UnlearnkitError, match="chunk"):
         train_ensemble(build, digits.x_train, digits.y_train, subsets, cfg, seeds, mode="stacked", chunk=0)
+    # A CPU groups members by their bytes (a 3.4 MiB mlp: two in 8 MiB); a GPU takes all at once.
+    big, probe = new_model("mlp", digits, {"width": 12000}), digits.x_train[:2]
+    assert auto_chunk(big, probe, 64, 64, "cpu") == 2 and auto_chunk(big, probe, 64, 64, "cuda") == 64
+    assert auto_chunk(build(), probe, 64, 64, "cpu") == 64

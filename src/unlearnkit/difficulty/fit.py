@@ -28,7 +28,9 @@ FIT_THRESHOLD = 0.99
 # both digits with 4% flipped labels (~100-230 epochs) and 7k-image Fashion-MNIST
 # subsets (~80-120 epochs); SGD at lr 0.1 fit digits faster but stalled at ~96%
 # on Fashion-MNIST, AdamW at 1e-2 stalled there too. The text recipe fit a 70% subset of
-# Rotten Tomatoes in 9 epochs; the cnn recipe is not measured yet.
+# Rotten Tomatoes in 9 epochs. The cnn recipe (width 32) fit 70% subsets (1260 images) of a
+# 2000-image Fashion-MNIST split: in-subset accuracy 0.9992-1.0 after 16-18 epochs, K=4 models,
+# 41-50 s each on one shared CPU thread.
 MEMORIZATION_RECIPES: dict[str, dict[str, Any]] = {
     "mlp": {"optimizer": "adamw", "lr": 3e-3, "batch_size": 64, "weight_decay": 0.0, "schedule": "constant",
             "epochs": 300, "until_fit": 0.999},
