@@ -101,7 +101,7 @@ def test_training_seed_is_refused(tmp_path):
     assert any("training" in ln and "seeds" in ln for ln in lines), lines
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "fashion-mnist.yaml", "text.yaml", "gpu-resnet18.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "fashion-mnist.yaml", "text.yaml", "gpu-resnet18.yaml", "presets-digits.yaml"])
 def test_shipped_configs_are_valid_up_to_data_availability(name):
     path = Path(__file__).parents[1] / "configs" / name
     try:
@@ -115,3 +115,15 @@ def test_shipped_configs_are_valid_up_to_data_availability(name):
 def test_packaged_demo_config_equals_the_repository_copy():
     packaged = resources.files("unlearnkit").joinpath("configs", "demo.yaml").read_text()
     assert packaged == (Path(__file__).parents[1] / "configs" / "demo.yaml").read_text()
+
+
+def test_presets_config_tunes_on_the_demos_reserve():
+    """The digits presets are tuned on validation sets inside the demo's tuning reserve, so they never
+    saw a forget set the demo evaluates: the two configs must agree on everything that decides those sets."""
+    root = Path(__file__).parents[1] / "configs"
+    demo, presets = load_config(root / "demo.yaml"), load_config(root / "presets-digits.yaml")
+    for part in ("dataset", "model", "training", "memorization"):
+        assert getattr(demo, part) == getattr(presets, part), part
+    assert demo.forget_sets == presets.forget_sets and demo.seeds[0] == presets.seeds[0]
+    assert demo.tuning.reserve_input() == presets.tuning.reserve_input() is not None
+    assert set(demo.methods) - {"sisa", "imu_uniform"} <= set(presets.tuning.tuned_methods(list(presets.methods)))
