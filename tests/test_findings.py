@@ -83,3 +83,18 @@ def test_mia_noise_warning():
                     ref_mia={0: 0.017, 1: 0.833, 2: 0.017, 3: 0.02})
     w = noise_warnings(noisy)
     assert len(w) == 3 and "0.816" in w[0] and "noise" in w[0]
+
+
+def test_gain_by_kind_judges_each_method_on_each_forget_set():
+    from unlearnkit.report.findings import gain_by_kind
+
+    # finetune halves the forget-accuracy gap everywhere; neggrad changes nothing (factor 1 = the original)
+    df = results({("original", "vanilla"): 1.0, ("finetune", "vanilla"): 0.5, ("neggrad", "vanilla"): 1.0},
+                 KINDS, noise=0.002)
+    t = gain_by_kind(df).set_index("method")
+    assert set(t.columns) == set(KINDS) and set(t.index) == {"finetune", "neggrad"}
+    assert t.loc["finetune", "memorization-high"].endswith("held")  # a gap of 0.15 halved: clearly above 0
+    assert not t.loc["neggrad", "memorization-high"].endswith("held")
+    assert t.loc["finetune", "memorization-high"].startswith("+0.0")  # ~ +0.075, with its CI
+    one = gain_by_kind(results({("original", "vanilla"): 1.0, ("finetune", "vanilla"): 0.5}, KINDS, seeds=(0,)))
+    assert one.set_index("method").loc["finetune", "random"].endswith("(n=1) inconclusive")

@@ -88,6 +88,26 @@ def method_vs_original(df: pd.DataFrame) -> list[Verdict]:
             for m in sorted(rows["method"].unique())]
 
 
+def gain_by_kind(df: pd.DataFrame) -> pd.DataFrame:
+    """Each approximate method against doing nothing on each forget kind: a table (rows: methods,
+    columns: forget kinds) of cells "+0.184 [+0.091, +0.276] held", the ToW difference paired over
+    seeds with its 95% t CI and verdict (n = the seeds; "n=1" without a CI)."""
+    van = _vanilla(df)
+    orig = van[van["method"] == ORIGINAL]
+    rows = _approximate(df)
+    kinds = [k for k in dict.fromkeys(df["forget_kind"]) if k in set(orig["forget_kind"])]
+    table: dict[str, dict[str, str]] = {}
+    for m in sorted(rows["method"].unique()):
+        for k in kinds:
+            a = rows[(rows["method"] == m) & (rows["forget_kind"] == k)]
+            if a.empty:
+                continue
+            v = _paired(f"{m} beats the original on {k}", a, orig[orig["forget_kind"] == k], ["seed"])
+            ci = f" [{v.lo:+.3f}, {v.hi:+.3f}]" if math.isfinite(v.lo) else f" (n={v.n})"
+            table.setdefault(m, {})[k] = f"{v.diff:+.3f}{ci} {v.status}"
+    return pd.DataFrame.from_dict(table, orient="index", columns=kinds).rename_axis("method").reset_index()
+
+
 def rum_claims(df: pd.DataFrame) -> list[Verdict]:
     """RUM^F vs vanilla, RUM^F vs shuffle, RUM vs vanilla [RUM]: paired over method x seed x forget set."""
     keys = ["method", "forget_kind", "seed"]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from unlearnkit.io import atomic_write
 from unlearnkit.report import figures as figs
-from unlearnkit.report.findings import findings, noise_warnings
+from unlearnkit.report.findings import findings, gain_by_kind, noise_warnings
 from unlearnkit.report.tables import (
     ORIGINAL, ci_pivot, cost_table, kind_order, markdown_table, row_label, summary,
 )
@@ -238,6 +238,11 @@ def build_blocks(df: pd.DataFrame, ctx: Mapping[str, Any]) -> list[Block]:
         if metric == "tow_mia":  # the MIA noise warnings stand above the table they qualify
             blocks += [Block("warn", "WARNING: " + w) for w in noise]
         blocks.append(Block("table", caption, table=text, bold=_best_cells(means, higher=True)))
+    gains = gain_by_kind(df)
+    if not gains.empty:
+        blocks.append(Block("table", "Each method against doing nothing, per forget set: ToW difference to the "
+                                     "original, paired over seeds, with its 95% t CI and verdict (held = the CI "
+                                     "excludes 0 upwards)", table=gains))
     es_note = _es_note(df)
     if es_note:
         blocks.append(Block("p", es_note))
