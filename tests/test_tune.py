@@ -188,11 +188,30 @@ def test_preset_fallback_chain_and_validation(tmp):
         ({"mlp": {"random": {"finetune": {"lrr": 1}}}}, "mlp.random.finetune: unknown key 'lrr'"),
         ({"mlp": {"hard": {}}}, "mlp.hard: unknown forget-set kind"),
         ({"nope": {}}, "unknown model family 'nope'"),
+        ({"mlp": {"random": {"imu_uniform": {"lr": 0.1}}}}, "mlp.random.imu_uniform: 'imu_uniform' runs at 'imu''s presets"),
     ]:
         path.write_text(json.dumps(bad))
         with pytest.raises(UnlearnkitError, match=message.replace(".", r"\.")) as e:
             load_presets(path=path, methods=METHODS)
         assert "\n" not in str(e.value)
+
+
+def test_an_ablation_runs_at_its_methods_presets_and_tuned_values(tmp):
+    """imu_uniform differs from imu in its weighting alone: the same presets, and in a bench imu's tuning."""
+    from unlearnkit.experiments import validate_config
+    from unlearnkit.experiments.plan import build_plan
+
+    path = tmp / "p.json"
+    merge_preset(path, "mlp", "random", "imu", {"lr": 0.05, "epochs": 3}, {"command": "x"}, methods=METHODS)
+    assert lookup(None, "imu_uniform", "mlp", "random", path=path, methods=METHODS)[0] == {"lr": 0.05, "epochs": 3}
+    assert preset_for("digits", "imu_uniform", "mlp", "memorization-high") == preset_for("digits", "imu", "mlp", "memorization-high")
+    cfg = validate_config({**TUNED_BENCH, "methods": {"imu": {}, "imu_uniform": {}},
+                           "tuning": {"per": "none", "grid": "small"}})
+    assert cfg.tuning.tuned_methods(list(cfg.methods)) == ["imu"]
+    units = build_plan(cfg, {}).units
+    tunes = {dict(u.deps)["tuning"].label for u in units if u.kind == "unlearn" and "tuning" in dict(u.deps)}
+    assert tunes == {"imu *"}  # both methods' unlearn units depend on imu's one tune unit
+    assert sum(1 for u in units if u.kind == "unlearn" and u.inputs["method"] == "imu_uniform" and "tuning" in dict(u.deps)) > 0
 
 
 def test_shipped_presets_validate_and_ignore_metadata():
@@ -233,6 +252,8 @@ def test_tune_cli_like_writes_choice_grid_and_preset_kind(cli, digits_run, score
                          "--out", tmp / "u", "-q")
     assert code == 0, err
     assert "finetune hyperparameters (preset digits/" in out and "overridden by --set epochs" in out and "epochs=1" in out
+    # the shipped preset was tuned on the demo's 30-epoch original; this run trained 15: said, with the remedy
+    assert "tuned on an original trained with epochs=30" in " ".join(out.split()) and "(this run: epochs=15" in " ".join(out.split())
 
 
 @pytest.mark.parametrize("args, message", [

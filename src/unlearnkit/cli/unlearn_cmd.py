@@ -37,6 +37,12 @@ def describe_params(run: Any, forget: Any, method: str, resolved: dict[str, Any]
     if overrides:
         where += f", overridden by --set {', '.join(overrides)}"
     note = f"; note: the tuned setting reduces to {prov['collapsed_to']}" if prov.get("collapsed_to") else ""
+    tuned_on, mine = prov.get("train") or {}, run.meta.get("train") or {}
+    differ = [k for k in ("epochs", "lr", "batch_size", "weight_decay", "optimizer") if k in tuned_on and k in mine
+              and tuned_on[k] != mine[k]]
+    if source and differ:  # presets are tuned for one recipe; far from it they can overshoot
+        note += ("; note: tuned on an original trained with " + ", ".join(f"{k}={tuned_on[k]}" for k in differ)
+                 + " (this run: " + ", ".join(f"{k}={mine[k]}" for k in differ) + "); `unlearnkit tune` re-tunes")
     values = ", ".join(f"{k}={v}" for k, v in resolved.items())
     return f"{method} hyperparameters ({where}{note}): {values}"
 

@@ -104,7 +104,9 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
     def vanilla_setting(method: str, params: dict, spec: ForgetSpec) -> tuple[dict, WorkUnit | None]:
         """A method's vanilla inputs on forget sets of ``spec``'s kind (params, and the preset that will
         apply: part of the key, so a changed preset file reruns the unit) and its ``tuning`` unit."""
-        tu = tuned.get((method, spec.label)) or tuned.get((method, ANY_KIND))
+        # an ablation (imu_uniform) takes its method's tuned values, as it takes its presets
+        own = (METHODS.get(method).presets_of or method) if method in METHODS else method
+        tu = tuned.get((own, spec.label)) or tuned.get((own, ANY_KIND))
         preset = preset_for(cfg.dataset.name, method, cfg.model.name, forget_kind(spec)) if method in METHODS else {}
         return {"params": params, **({"preset": preset} if preset else {})}, tu
 

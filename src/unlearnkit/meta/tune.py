@@ -639,6 +639,8 @@ def presets_from_bench(bench_dir: str | Path, path: str | Path, *, command: str)
         if not (unit.parent / "tune.json").exists():  # skipped: no matched validation set
             continue
         res = read_json(unit.parent / "tune.json")
+        if METHODS.get(res["method"]).presets_of:  # an ablation (tuned by an older version) reads its method's
+            continue
         v = res["validation_forget"]
         kind = preset_kind(v.get("like_kind")) if "like" in v else ANY
         result = TuneResult(res["method"], res["chosen"], res["tow"], pd.DataFrame(res["grid"]),

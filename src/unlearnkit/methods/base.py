@@ -88,6 +88,9 @@ class Method:
     Params: ClassVar[type[Params]] = Params
     # The small grid `unlearnkit tune` searches by default ({param: [values]}; empty = nothing to tune).
     tune_grid: ClassVar[dict[str, list[Any]]] = {}
+    # A method that is another method's ablation reads that method's presets (e.g. imu_uniform
+    # runs at imu's hyperparameters, so the two differ in their weighting alone); it is not tuned.
+    presets_of: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

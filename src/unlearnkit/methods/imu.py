@@ -238,6 +238,9 @@ class Imu(Method):
 
 @METHODS.register("imu_uniform")
 class ImuUniform(Imu):
-    """IMU with ``w_i = 1`` on the same kept examples: same selection, loss form and optimiser."""
+    """IMU with ``w_i = 1`` on the same kept examples: same selection, loss form, optimiser and
+    hyperparameters (imu's presets), so a comparison of the two isolates the weighting."""
 
     uniform = True
+    presets_of = "imu"
+    tune_grid = {}  # tuned through imu: its own tuning would compare two differently tuned methods

@@ -78,6 +78,9 @@ def validate_presets(data: Any, source: str, registry: Registry) -> dict[str, An
             for method, params in methods.items():
                 if method not in registry:
                     raise UnlearnkitError(f"{source}: {model}.{kind}: unknown method '{method}'")
+                if registry.get(method).presets_of:
+                    raise UnlearnkitError(f"{source}: {model}.{kind}.{method}: '{method}' runs at "
+                                          f"'{registry.get(method).presets_of}''s presets; remove its entry")
                 fields = registry.get(method).Params.model_fields
                 bad = [k for k in (params or {}) if k not in fields]
                 if not isinstance(params, dict) or bad:
@@ -118,6 +121,8 @@ def lookup(dataset: str | None, method: str, model: str | None = None, kind: str
     """(hyperparameters, which preset applied as ``dataset/model/kind`` or None, its provenance)."""
     presets = load_presets(dataset, path, methods=methods)
     name = (dataset or "").split(":")[0] if path is None else str(path)
+    if method in methods and methods.get(method).presets_of:  # an ablation runs at its method's settings
+        method = methods.get(method).presets_of
     for m, k in fallback_chain(model, kind):
         entry = presets.get(m, {}).get(k, {})
         if method in entry:
