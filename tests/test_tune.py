@@ -141,6 +141,19 @@ def test_search_breaks_tow_ties_by_margin_gap_so_strong_settings_advance():
     assert set(plain.loc[plain["rung"] == 1, "lr"]) == {1e-4, 1e-3}
 
 
+def test_confirming_on_a_second_original_rejects_a_setting_that_only_works_on_one():
+    from unlearnkit.meta.tune import _confirm
+
+    grid = {"lr": [0.01, 0.1], "epochs": [1]}
+    first = {0.01: 0.80, 0.1: 0.95}  # lr 0.1 wins on the tuning original...
+    second = {0.01: 0.79, 0.1: 0.20}  # ...and diverges on the other one
+    table = search(grid, lambda p: {"tow": first[p["lr"]], "margin_gap": 0.0, "examples_processed": 10})
+    assert best_row(table)["lr"] == 0.1
+    confirmed = _confirm(table, list(grid), lambda p: {"tow": second[p["lr"]], "margin_gap": 0.0}, top=3)
+    best = best_row(confirmed)
+    assert best["lr"] == 0.01 and best["tow"] == 0.80 and best["tow_confirm"] == 0.79  # table values kept as run
+
+
 def test_wide_grid_covers_lr_epochs_and_the_methods_own_axes():
     g = wide_grid("salun", max_epochs=10)
     assert min(g["lr"]) <= 1e-4 and max(g["lr"]) >= 1e-1 and g["epochs"] == [1, 2, 5, 10] and "mask_ratio" in g
@@ -306,6 +319,7 @@ def test_bench_tunes_once_per_forget_kind_and_records_params(cli, tmp):
         res = read_json(f.parent / "tune.json")
         assert not set(res["validation_forget"]["indices"]) & evaluated  # never tuned on an evaluated set
         assert res["cost"] <= 0.3 and rec["summary"]["chosen"] == res["chosen"]
+        assert 0 <= res["tow_confirm"] <= 1  # confirmed on the second seed's original
         chosen[res["validation_forget"]["like"]] = res["chosen"]
     assert set(chosen) == {"random", "confidence-high"}
     df = read_results(tmp / "b")

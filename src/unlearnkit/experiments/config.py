@@ -190,6 +190,8 @@ class TuningConfig(_Strict):
     methods: list[str] | None = Field(None, description="methods to tune; default every approximate method listed")
     rum_grid: Literal["small", "wide", "none"] = Field("small", description="the grid the 'rum' variant searches per candidate and group")
     val_seed: int = 1000
+    confirm: bool = Field(True, description="re-run the best settings on the second seed's original (its own "
+                                            "reference) and choose by the mean ToW; needs >= 2 seeds")
 
     def tuned_methods(self, methods: list[str]) -> list[str]:
         """The methods of ``methods`` this block tunes (exact methods have nothing to tune)."""

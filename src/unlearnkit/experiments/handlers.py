@@ -206,6 +206,9 @@ def _do_tune_validation(inputs, deps, out, opts):
         return {"unmatched": why, "warnings": [f"not tuned, presets kept: {why}"]}
     save_forget(out / FORGET, val)
     ref = reference_accuracies(run, val, seed=inputs["seed"], device=opts.get("device", "auto"), reference_dir=out)
+    if "confirm" in deps:  # the confirming original's reference, retrained once here for every method's tune unit
+        reference_accuracies(_run(deps["confirm"], opts), val, seed=inputs["seed"], device=opts.get("device", "auto"),
+                             reference_dir=out)
     return {"size": len(val), "match": val.meta.get("match", "random"),
             "quantile_shift": val.meta.get("quantile_shift"), "score_mean_like": val.meta.get("score_mean_like"),
             "score_mean_val": val.meta.get("score_mean_val"), "reference": ref}
@@ -221,11 +224,12 @@ def _do_tune(inputs, deps, out, opts):
     run = _run(deps["run"], opts)
     val = _forget(deps["validation"], run.data)
     # the validation unit holds the reference, retrained once for every method of its kind
+    confirm = _run(deps["confirm"], opts) if "confirm" in deps else None
     res = tune(run, inputs["method"], grid=inputs["grid"], validation=val, max_cost=inputs["max_cost"],
-               seed=inputs["seed"], device=opts.get("device", "auto"), reference_dir=deps["validation"])
+               seed=inputs["seed"], device=opts.get("device", "auto"), reference_dir=deps["validation"], confirm=confirm)
     write_tune(out / TUNE, res)
-    return {"chosen": res.chosen, "tow": res.tow, "cost": res.cost, "collapsed_to": res.collapsed_to,
-            "points": len(res.table)}
+    return {"chosen": res.chosen, "tow": res.tow, "tow_confirm": res.tow_confirm, "cost": res.cost,
+            "collapsed_to": res.collapsed_to, "points": len(res.table)}
 
 
 @handler("unlearn")

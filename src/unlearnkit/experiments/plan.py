@@ -99,7 +99,7 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
         return unit("forget", {"spec": spec.model_dump(by_alias=True), "seed": seed, **held_out},
                     {"run": scores_of(seed) if needs_scores else train_of(seed)}, label=f"{spec.label} seed {seed}")
 
-    tuned = tune_units(cfg, unit, scores_of, forget_of)
+    tuned = tune_units(cfg, unit, scores_of, forget_of, train_of)
 
     def vanilla_setting(method: str, params: dict, spec: ForgetSpec) -> tuple[dict, WorkUnit | None]:
         """A method's vanilla inputs on forget sets of ``spec``'s kind (params, and the preset that will
@@ -202,18 +202,21 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
 
 
 def tune_units(cfg: BenchConfig, unit: Callable[..., WorkUnit], scores_of: Callable[[int], WorkUnit],
-               forget_of: Callable[[int, ForgetSpec], WorkUnit]) -> dict[tuple[str, str], WorkUnit]:
+               forget_of: Callable[[int, ForgetSpec], WorkUnit],
+               train_of: Callable[[int], WorkUnit]) -> dict[tuple[str, str], WorkUnit]:
     """The ``tune`` units of ``cfg.tuning``: ``{(method, forget_kind): unit}`` (forget_kind
     :data:`ANY_KIND` for ``per: none``). Each tunes on the first seed's original, on the
     validation set of its kind's ``tune_validation`` unit (the kind's construction on the tuning
     reserve, or matched to that kind's forget set with ``validation: match``; random for
     ``per: none``), disjoint from the forget sets of every kind and seed, with the reference
-    retrained on D minus it once for all the kind's methods."""
+    retrained on D minus it once for all the kind's methods. With ``confirm`` and >= 2 seeds, the
+    second seed's original confirms the best settings (its reference retrained by the same unit)."""
     t = cfg.tuning
     if t is None:
         return {}
     methods = t.tuned_methods(list(cfg.methods))
     first = cfg.seeds[0]
+    confirm = {"confirm": train_of(cfg.seeds[1])} if t.confirm and len(cfg.seeds) > 1 else {}
     avoid = {f"avoid{i}": forget_of(seed, spec) for i, (seed, spec) in
              enumerate((s, sp) for s in cfg.seeds for sp in cfg.forget_specs())}
     kinds = [(spec.label, spec) for spec in cfg.forget_specs()] if t.per == "forget_kind" else [(ANY_KIND, None)]
@@ -226,8 +229,9 @@ def tune_units(cfg: BenchConfig, unit: Callable[..., WorkUnit], scores_of: Calla
             if spec is not None and spec.kind != "class":
                 own.update(spec=spec.model_dump(by_alias=True), spec_label=label)
         val = unit("tune_validation", {"val_seed": t.val_seed, "seed": first, **own},
-                   {"run": scores_of(first), **like, **avoid}, label=label)
+                   {"run": scores_of(first), **like, **avoid, **confirm}, label=label)
         for m in methods:
             inputs = {"method": m, "grid": t.grid_of(m), "max_cost": t.max_cost, "seed": first}
-            out[(m, label)] = unit("tune", inputs, {"run": scores_of(first), "validation": val}, label=f"{m} {label}")
+            out[(m, label)] = unit("tune", inputs, {"run": scores_of(first), "validation": val, **confirm},
+                                   label=f"{m} {label}")
     return out

@@ -68,6 +68,7 @@ EPOCH_STEPS = (1, 2, 5, 10, 20, 30, 50, 100, 200)
 # (digits mlp, memorization-high, 6 epochs at lr 0.1: finetune ToW 0.61 at batch 128, 0.88 at 16).
 BATCH_SIZES = (16, 128)
 TOW_RESOLUTION = 0.01  # ToW differences below this rank as ties (broken by the margin gap)
+CONFIRM_TOP = 3  # settings re-run on a second original before the choice (tune(confirm=))
 ETA = 3  # successive halving keeps the best 1/ETA of the combinations at each epoch count
 # The wide grid's method-specific axes (beside lr and epochs).
 METHOD_AXES: dict[str, dict[str, list[Any]]] = {
@@ -439,15 +440,39 @@ def _rank_key(tow: float, gap: float | None, work: int) -> tuple[float, float, i
     return (-math.floor(tow / TOW_RESOLUTION + 1e-9), gap, work, -tow)
 
 
+def _eligible(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows that may be chosen, best first (:func:`_rank_key` on the columns present)."""
+    ok = table[table["eligible"].astype(bool) & table["tow"].notna()] if len(table) else table
+    keys = [_rank_key(float(ok["tow"].iloc[i]), ok["margin_gap"].iloc[i] if "margin_gap" in ok else None,
+                      int(ok["examples_processed"].iloc[i])) for i in range(len(ok))]
+    return ok.iloc[sorted(range(len(ok)), key=lambda i: keys[i])]
+
+
 def best_row(table: pd.DataFrame) -> pd.Series | None:
     """The eligible row of largest ToW (ties: smallest ``margin_gap`` if recorded, then fewest
-    examples processed), or None."""
-    ok = table[table["eligible"].astype(bool) & table["tow"].notna()] if len(table) else table
-    if ok.empty:
-        return None
-    return ok.iloc[min(range(len(ok)), key=lambda i: _rank_key(
-        float(ok["tow"].iloc[i]), ok["margin_gap"].iloc[i] if "margin_gap" in ok else None,
-        int(ok["examples_processed"].iloc[i])))]
+    examples processed); with a ``tow_confirm`` column, among the confirmed rows only, by the
+    mean of ``tow`` and ``tow_confirm`` (and of the margin gaps). None when no row qualifies."""
+    ok = _eligible(table)
+    if "tow_confirm" in ok:
+        ok = ok[ok["tow_confirm"].notna()]
+        ok = _eligible(ok.assign(tow=(ok["tow"] + ok["tow_confirm"]) / 2,
+                                 margin_gap=(ok["margin_gap"] + ok["margin_gap_confirm"]) / 2)).index
+        ok = table.loc[ok]
+    return None if ok.empty else ok.iloc[0]
+
+
+def _confirm(table: pd.DataFrame, keys: list[str], evaluate: Evaluate, top: int) -> pd.DataFrame:
+    """``table`` with ``tow_confirm`` / ``margin_gap_confirm``: the ``top`` best eligible settings
+    (whole points, epochs included) run by ``evaluate`` on the confirming original."""
+    table = table.assign(tow_confirm=np.nan, margin_gap_confirm=np.nan)
+    for i in _eligible(table).index[:top]:
+        point = {k: _plain(table.at[i, k]) for k in keys}
+        try:
+            res = evaluate(point)
+        except UnlearnkitError:
+            res = {"tow": 0.0, "margin_gap": math.inf}  # diverges on the other original: never chosen over one that runs
+        table.loc[i, ["tow_confirm", "margin_gap_confirm"]] = [res["tow"], res["margin_gap"]]
+    return table
 
 
 @dataclass
@@ -473,6 +498,7 @@ class TuneResult:
     max_cost: float | None = None
     cost: float = float("nan")
     collapsed_to: str | None = None
+    tow_confirm: float | None = None  # the chosen setting's ToW on the confirming original
 
     def to_dict(self) -> dict[str, Any]:
         table = self.table.astype(object).where(self.table.notna(), None)
@@ -480,13 +506,15 @@ class TuneResult:
             "method": self.method,
             "chosen": self.chosen,
             "tow": self.tow,
+            "tow_confirm": self.tow_confirm,
             "cost": self.cost,
             "max_cost": self.max_cost,
             "collapsed_to": self.collapsed_to,
             "seed": self.seed,
             "selection": "max ToW on a validation forget set (validation split in place of test); "
                          "ToW in 0.01 steps; ties: smaller margin gap on S_v, then fewer examples; "
-                         "epochs by successive halving",
+                         "epochs by successive halving; with a confirming original, the best "
+                         f"{CONFIRM_TOP} re-run on it and chosen by the mean ToW",
             "search_grid": self.grid,
             "validation_forget": {**self.val_forget.meta, "size": len(self.val_forget),
                                   "sha256": self.val_forget.sha256, "indices": self.val_forget.indices.tolist()},
@@ -539,6 +567,8 @@ def tune(
     device: str = "auto",
     quiet: bool = True,
     reference_dir: str | Path | None = None,
+    confirm: Run | None = None,
+    confirm_top: int = CONFIRM_TOP,
 ) -> TuneResult:
     """Search ``method``'s hyperparameters on ``run`` by ToW on a validation forget set.
 
@@ -548,7 +578,11 @@ def tune(
     than ``tolerance``); ``validation``: tune on this set instead (built beforehand, e.g. shared
     by several methods). ``max_cost``: the most examples
     a point may process, as a fraction of retraining's (> 0). A point whose unlearning
-    fails (e.g. a NaN loss) is recorded with its error and ToW NaN.
+    fails (e.g. a NaN loss) is recorded with its error and ToW NaN. ``confirm``: another
+    original of the same recipe (another seed; it must have trained on the validation set):
+    the ``confirm_top`` best eligible settings are run on it too, against its own reference,
+    and the choice goes by their mean ToW (``tow_confirm`` in the table), so that a setting
+    that only works on one original (gradient ascent at the edge of divergence) is not chosen.
     """
     cls = METHODS.get(method)
     if max_cost is not None and not max_cost > 0:
@@ -560,19 +594,24 @@ def tune(
     forget = validation if validation is not None else validation_forget_set(
         run, val_size, val_seed, avoid, like=like, scores=scores, tolerance=tolerance)
     ref = reference_accuracies(run, forget, seed=seed, device=device, quiet=quiet, reference_dir=reference_dir)
-    ref_tow = {"forget": ref["forget"], "retain": ref["retain"], "test": ref["val"]}
     retrain_work = max(1, int(ref["examples_processed"]))
 
-    def evaluate(point: dict[str, Any]) -> dict[str, Any]:
-        out = run_unlearn(run, forget, method, _full_params(method, point), seed=seed, device=device, quiet=quiet)
-        acc = tune_accuracies(out.model, run, forget)
-        return {**{f"{k}_acc": v for k, v in acc.items()},
-                "tow": tug_of_war({"forget": acc["forget"], "retain": acc["retain"], "test": acc["val"]}, ref_tow),
-                "margin_gap": margin_gap(acc, ref) if "margin_forget" in ref else float("nan"),
-                "seconds": out.seconds, "examples_processed": out.examples_processed,
-                "cost": out.examples_processed / retrain_work}
+    def scorer(on: Run, reference: Mapping[str, float]) -> Evaluate:
+        def evaluate(point: dict[str, Any]) -> dict[str, Any]:
+            out = run_unlearn(on, forget, method, _full_params(method, point), seed=seed, device=device, quiet=quiet)
+            acc = tune_accuracies(out.model, on, forget)
+            return {**{f"{k}_acc": v for k, v in acc.items()},
+                    "tow": tug_of_war({"forget": acc["forget"], "retain": acc["retain"], "test": acc["val"]},
+                                      {"forget": reference["forget"], "retain": reference["retain"], "test": reference["val"]}),
+                    "margin_gap": margin_gap(acc, reference) if "margin_forget" in reference else float("nan"),
+                    "seconds": out.seconds, "examples_processed": out.examples_processed,
+                    "cost": out.examples_processed / retrain_work}
+        return evaluate
 
-    table = search(g, evaluate, budget=None if max_cost is None else max_cost * retrain_work)
+    table = search(g, scorer(run, ref), budget=None if max_cost is None else max_cost * retrain_work)
+    if confirm is not None:
+        table = _confirm(table, list(g), scorer(confirm, reference_accuracies(
+            confirm, forget, seed=seed, device=device, quiet=quiet, reference_dir=reference_dir)), confirm_top)
     best = best_row(table)
     if best is None:
         first = next((e for e in table.get("error", pd.Series(dtype=object)) if e), None) if len(table) else None
@@ -585,7 +624,7 @@ def tune(
     table = table.iloc[sorted(range(len(table)), key=lambda i: ranks[i])].reset_index(drop=True)
     collapsed = collapse_check(run, forget, method, chosen, seed=seed, device=device, quiet=quiet)
     return TuneResult(method, chosen, float(best["tow"]), table, forget, ref, seed, g, max_cost,
-                      float(best["cost"]), collapsed)
+                      float(best["cost"]), collapsed, float(best["tow_confirm"]) if "tow_confirm" in best else None)
 
 
 def _plain(v: Any) -> Any:
@@ -615,6 +654,7 @@ def update_preset(path: str | Path, result: TuneResult, *, dataset: str, model: 
         "dataset": dataset,
         "train": train or {},
         "val_tow": round(result.tow, 4),
+        **({"val_tow_confirm": round(result.tow_confirm, 4)} if result.tow_confirm is not None else {}),
         "val_forget_size": len(result.val_forget),
         "val_forget_match": result.val_forget.meta.get("match", "random"),
         "cost": round(result.cost, 4),
@@ -646,7 +686,7 @@ def presets_from_bench(bench_dir: str | Path, path: str | Path, *, command: str)
         result = TuneResult(res["method"], res["chosen"], res["tow"], pd.DataFrame(res["grid"]),
                             ForgetSet(np.asarray(v["indices"]), {k: x for k, x in v.items() if k != "indices"}),
                             res["reference"], res["seed"], res["search_grid"], res["max_cost"], res["cost"],
-                            res["collapsed_to"])
+                            res["collapsed_to"], res.get("tow_confirm"))
         update_preset(path, result, dataset=cfg["dataset"]["name"], model=model, kind=kind,
                       command=f"{command} (tune unit '{read_json(unit)['label']}')", train=cfg["training"])
         written.append((model, kind, res["method"]))
