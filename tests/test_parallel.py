@@ -86,3 +86,26 @@ def test_ray_leaves_a_running_ray_alone():
         assert ray.is_initialized()  # not ours to shut down
     finally:
         ray.shutdown()
+
+
+def test_local_executor_with_worker_processes_matches_one_process(tmp):
+    from unlearnkit.parallel import LocalExecutor
+
+    data = tiny_data()
+    kw = dict(k=4, epochs=2, cfg=TrainConfig(batch_size=32), model_kwargs={"width": 16}, block_size=2)
+    with LocalExecutor(workers=2) as ex:
+        assert sorted(ex.map(math.sqrt, [1, 4, 9], desc="roots")) == [(1, 1.0), (4, 2.0), (9, 3.0)]
+        assert sorted(ex.map(operator.sub, [5, 7], context=2)) == [(5, 3), (7, 5)]
+        with pytest.raises(ValueError, match="math domain error"):  # the function's own error, as in-process
+            list(ex.map(math.sqrt, [4, -1], desc="roots"))
+        with pytest.raises(UnlearnkitError, match=r"exits: unit 3 was lost \(its worker process died\)"):
+            list(ex.map(os._exit, [3, 4], desc="exits"))
+        assert sorted(ex.map(math.sqrt, [16, 25])) == [(16, 4.0), (25, 5.0)]  # a fresh pool after the loss
+        with pytest.warns(MemorizationWarning):
+            pooled = estimate_memorization(data, "mlp", out=tmp / "pool", executor=ex, ensemble="loop", **kw)
+    assert ex._pool is None  # closed with the context
+    with pytest.warns(MemorizationWarning):
+        single = estimate_memorization(data, "mlp", out=tmp / "one", executor="local", ensemble="loop", **kw)
+    pd.testing.assert_frame_equal(pooled.table, single.table, check_exact=True)
+    with pytest.raises(UnlearnkitError, match="workers must be >= 1"):
+        LocalExecutor(workers=0)

@@ -61,18 +61,58 @@ class Executor:
 
 
 class LocalExecutor(Executor):
-    """Runs the units one after another in this process, with a rich progress bar."""
+    """Runs the units on this machine, with a rich progress bar: one after another in this
+    process (``workers=1``), or on ``workers`` processes of a pool started on first use and kept
+    until :meth:`close` (``spawn``ed, so that no OpenMP state is forked). A pool worker that dies
+    makes :meth:`map` raise :class:`UnlearnkitError` naming the unit; an exception raised by the
+    function is re-raised as it is, as in-process."""
 
     name = "local"
+
+    def __init__(self, workers: int = 1) -> None:
+        if workers < 1:
+            raise UnlearnkitError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self._pool: Any = None
 
     def map(self, fn, items, *, context=None, desc="work", quiet=True):
         items = list(items)
         with progress_bar(quiet) as bar:
-            task = bar.add_task(desc, total=len(items), info="")
-            for item in items:
-                result = _call(fn, item, context)
+            task = bar.add_task(desc, total=len(items), info="" if self.workers == 1 else f"{self.workers} processes")
+            if self.workers == 1 or len(items) < 2:
+                for item in items:
+                    result = _call(fn, item, context)
+                    bar.advance(task)
+                    yield item, result
+                return
+            yield from self._pooled(fn, items, context, desc, bar, task)
+
+    def _pooled(self, fn, items, context, desc, bar, task):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        pending = {self._pool.submit(_call, fn, item, context): item for item in items}
+        try:
+            for future in as_completed(pending):
+                item = pending.pop(future)
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    self.close()  # a dead worker breaks the pool: the next map starts a fresh one
+                    raise UnlearnkitError(f"{desc}: unit {_unit_name(item)} was lost (its worker process died)") from None
                 bar.advance(task)
                 yield item, result
+        finally:
+            for future in pending:  # after an error or an early exit
+                future.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 class RayExecutor(Executor):
@@ -164,12 +204,14 @@ def get_executor(
     *,
     task_cpus: float = 1,
     task_gpus: float = 0,
+    workers: int = 1,
 ) -> Executor:
-    """``local`` or ``ray`` (``address``: an existing cluster; ``num_cpus``: size of a local Ray)."""
+    """``local`` (``workers`` processes) or ``ray`` (``address``: an existing cluster;
+    ``num_cpus``: size of a local Ray)."""
     if name == "local":
         if address is not None:
             raise UnlearnkitError("--address is only used with --executor ray")
-        return LocalExecutor()
+        return LocalExecutor(workers)
     if name == "ray":
         return RayExecutor(address, num_cpus, task_cpus=task_cpus, task_gpus=task_gpus)
     raise UnlearnkitError(f"unknown executor '{name}'; choose from: {', '.join(EXECUTORS)}")

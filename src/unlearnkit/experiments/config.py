@@ -274,6 +274,7 @@ class ExecutorConfig(_Strict):
     kind: Literal["local", "ray"] = "local"
     address: str | None = None
     threads: int = Field(1, ge=1)
+    workers: int = Field(1, ge=1, description="local: units of a wave run on this many processes (e.g. the CPU cores)")
 
 
 class BenchConfig(_Strict):

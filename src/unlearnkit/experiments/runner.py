@@ -105,7 +105,7 @@ def run_bench(
         plan = build_plan(cfg, opts)
         pending = sum(not u.done(out) for u in plan.units)
         log(f"{len(plan.units)} work units, {len(plan.units) - pending} already done")
-        failures, ran = execute(plan.units, out, ex, addr, quiet, log, cfg.executor.threads)
+        failures, ran = execute(plan.units, out, ex, addr, quiet, log, cfg.executor.threads, cfg.executor.workers)
         df = collect_results(plan, out, cfg)
         write_results(out, df)
         write_population(out, plan.population)

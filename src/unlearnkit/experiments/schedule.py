@@ -78,6 +78,7 @@ def execute(
     quiet: bool = True,
     log: Callable[[str], None] = lambda msg: None,
     threads: int = 1,
+    workers: int = 1,
 ) -> tuple[dict[str, str], int]:
     """Run every unit not yet done, wave by wave (a wave = units whose dependencies are done).
 
@@ -95,7 +96,7 @@ def execute(
     wave = 0
     fn = partial(execute_unit, root=str(root))
     try:
-        ex = get_executor(executor, address, task_cpus=threads)
+        ex = get_executor(executor, address, task_cpus=threads, **({"workers": workers} if executor == "local" else {}))
     except UnlearnkitError:
         raise
     except Exception as e:  # e.g. Ray's own start-up timeouts raise a bare Exception
