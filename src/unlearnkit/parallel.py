@@ -207,7 +207,8 @@ def get_executor(
     workers: int = 1,
 ) -> Executor:
     """``local`` (``workers`` processes) or ``ray`` (``address``: an existing cluster;
-    ``num_cpus``: size of a local Ray)."""
+    ``num_cpus``: size of a local Ray; ``workers`` does not apply: Ray runs as many tasks at
+    once as it has CPUs for)."""
     if name == "local":
         if address is not None:
             raise UnlearnkitError("--address is only used with --executor ray")

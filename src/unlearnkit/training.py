@@ -339,12 +339,14 @@ def predict_embeddings(
 
 def accuracy(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
-    device: torch.device | str | None = None,
+    device: torch.device | str | None = None, logits: torch.Tensor | None = None,
 ) -> float:
-    """Top-1 accuracy in [0, 1] (next-token accuracy for a sequence model); NaN for an empty set."""
+    """Top-1 accuracy in [0, 1] (next-token accuracy for a sequence model); NaN for an empty set.
+    ``logits``: ``model``'s logits on ``x``, when the caller has them already (no second pass)."""
     if len(y) == 0:
         return float("nan")
-    logits = predict_logits(model, x, batch_size, device)
+    if logits is None:
+        logits = predict_logits(model, x, batch_size, device)
     return float(per_example_correct(logits, targets_for(model, x, y)).mean())
 
 

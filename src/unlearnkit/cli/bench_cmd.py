@@ -36,9 +36,10 @@ def _print_population(out: Path) -> None:
     df = pd.read_parquet(path)
     if df.empty:
         return
-    cols = {"forget_kind": "forget set", "method": "method", "forget_quality": "F", "final_score": "final",
-            "klom_forget": "KLoM p95 forget", "klom_retain": "KLoM p95 retain", "klom_val": "KLoM p95 val"}
-    t = df[list(cols)].rename(columns=cols)
+    from unlearnkit.report.writer import POPULATION_SHOWN
+
+    cols = ("forget_kind", "method", "forget_quality", "final_score", "klom_forget", "klom_retain", "klom_val")
+    t = df[list(cols)].rename(columns=POPULATION_SHOWN)
     n = ", ".join(str(v) for v in sorted(df["n"].unique()))
     console.print(f"Challenge score and KLoM, N = {n} models per side (F, final: higher = closer to retraining; "
                   "KLoM p95: lower; retrain_noise_floor = what retraining itself scores)")

@@ -182,10 +182,10 @@ def _do_tune_validation(inputs, deps, out, opts):
     like = _forget(deps["like"], run.data) if "like" in deps else None
     avoid = np.unique(np.concatenate([_forget(d, run.data).indices for k, d in deps.items() if k.startswith("avoid")]))
     reserve = _reserve(run.data, inputs)
+    outside = None if reserve is None else np.setdiff1d(run.data.index_train.numpy(), reserve)
     try:
-        if reserve is not None and "spec" in inputs:
+        if outside is not None and "spec" in inputs:
             # the kind's own construction on the reserve: as hard as the evaluated sets, disjoint by design
-            outside = np.setdiff1d(run.data.index_train.numpy(), reserve)
             val = build_forget(run, inputs["spec"], inputs["seed"], exclude=outside)
             if np.isin(val.indices, avoid).any():
                 raise RuntimeError("the tuning reserve overlaps an evaluated forget set")  # a planning bug
@@ -196,9 +196,9 @@ def _do_tune_validation(inputs, deps, out, opts):
                                 score_mean_val=val.meta["score_stats"]["mean"])
         else:
             # per: none draws at random from the reserve; a whole-class set is matched by another class
-            use = reserve is not None and (like is None or like.kind != "class")
-            outside = np.setdiff1d(run.data.index_train.numpy(), reserve) if use else np.zeros(0, np.int64)
-            val = validation_forget_set(run, None, inputs["val_seed"], np.union1d(avoid, outside), like=like)
+            if outside is not None and (like is None or like.kind != "class"):
+                avoid = np.union1d(avoid, outside)
+            val = validation_forget_set(run, None, inputs["val_seed"], avoid, like=like)
     except UnlearnkitError as e:
         # No disjoint set matches this kind (its hard examples are all in evaluated sets): tuning on a
         # much easier set would pick near no-ops, so the kind's methods keep their presets instead.

@@ -21,6 +21,7 @@ method settings as the vanilla rows of that kind.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -110,7 +111,8 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
         preset = preset_for(cfg.dataset.name, method, cfg.model.name, forget_kind(spec)) if method in METHODS else {}
         return {"params": params, **({"preset": preset} if preset else {})}, tu
 
-    def rum_presets(methods: list[str]) -> str:
+    @functools.lru_cache(maxsize=None)  # the same few method tuples for every seed and forget set
+    def rum_presets(methods: tuple[str, ...]) -> str:
         """A digest of every preset the RUM steps of ``methods`` could apply (a step's forget set is a
         group of S, so any kind's): part of the key, so a changed preset file reruns RUM units."""
         from unlearnkit.methods.presets import KINDS
@@ -187,7 +189,7 @@ def build_plan(cfg: BenchConfig, opts: Mapping[str, Any]) -> Plan:
                     jobs = [(m, {**common, "variant": variant, "methods": m, "params": cfg.methods.get(m, {})},
                              tuned.get((m, spec.label)) or tuned.get((m, ANY_KIND))) for m in r.methods]
                 for method, kw, tu in jobs:
-                    involved = r.candidates if method == "rum" else [method]
+                    involved = tuple(r.candidates) if method == "rum" else (method,)
                     ru = unit("rum", {"rum": kw, "seed": seed, "presets": rum_presets(involved)},
                               {"run": scores, "forget": fu, **({"tuning": tu} if tu else {})},
                               label=f"{variant} {method} {spec.label} seed {seed}")

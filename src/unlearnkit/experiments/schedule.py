@@ -96,7 +96,7 @@ def execute(
     wave = 0
     fn = partial(execute_unit, root=str(root))
     try:
-        ex = get_executor(executor, address, task_cpus=threads, **({"workers": workers} if executor == "local" else {}))
+        ex = get_executor(executor, address, task_cpus=threads, workers=workers)
     except UnlearnkitError:
         raise
     except Exception as e:  # e.g. Ray's own start-up timeouts raise a bare Exception

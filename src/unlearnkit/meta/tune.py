@@ -58,7 +58,7 @@ from unlearnkit.methods.base import METHODS
 from unlearnkit.metrics import logit_confidence, tug_of_war
 from unlearnkit.models import Classifier
 from unlearnkit.runs import Run
-from unlearnkit.training import predict_logits, split_accuracies
+from unlearnkit.training import accuracy, predict_logits
 
 GRIDS = ("small", "wide")
 LOG_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -306,15 +306,24 @@ def validation_forget_set(
 def tune_accuracies(model: Classifier, run: Run, forget: ForgetSet) -> dict[str, float]:
     """What tuning scores: accuracy on S (``forget``), D_r (``retain``) and the validation split (``val``),
     and the mean logit margin (:func:`~unlearnkit.metrics.logit_confidence`, nats) on each as
-    ``margin_forget``, ``margin_retain``, ``margin_val`` (the search's tie-breaker)."""
+    ``margin_forget``, ``margin_retain``, ``margin_val`` (the search's tie-breaker; NaN for a
+    sequence model, whose logits are per token). One forward pass per split gives both."""
     fp = forget.check(run.data)
-    rows = {"forget": fp, "retain": retain_positions(run, fp)}
-    out = split_accuracies(model, run.data, rows, ("val",))
-    parts = {name: (run.data.x_train[pos], run.data.y_train[pos]) for name, pos in rows.items()}
-    parts["val"] = (run.data.x_val, run.data.y_val)
+    d = run.data
+    rp = retain_positions(run, fp)
+    parts = {"forget": (d.x_train[fp], d.y_train[fp]), "retain": (d.x_train[rp], d.y_train[rp]), "val": (d.x_val, d.y_val)}
+    acc, margins = {}, {}
     for name, (x, y) in parts.items():
-        out[f"margin_{name}"] = float(np.mean(logit_confidence(predict_logits(model, x), y.numpy()))) if len(y) else float("nan")
-    return out
+        logits = predict_logits(model, x) if len(y) else None
+        acc[name] = accuracy(model, x, y, logits=logits)
+        margins[f"margin_{name}"] = (float(np.mean(logit_confidence(logits, y.numpy())))
+                                     if logits is not None and logits.dim() == 2 else float("nan"))
+    return {**acc, **margins}
+
+
+def _accuracy_columns(acc: Mapping[str, float]) -> dict[str, float]:
+    """A grid row's columns of :func:`tune_accuracies`: ``forget_acc``, ..., and the margins as they are."""
+    return {(k if k.startswith("margin_") else f"{k}_acc"): v for k, v in acc.items()}
 
 
 def margin_gap(unlearned: Mapping[str, float], reference: Mapping[str, float]) -> float:
@@ -440,12 +449,17 @@ def _rank_key(tow: float, gap: float | None, work: int) -> tuple[float, float, i
     return (-math.floor(tow / TOW_RESOLUTION + 1e-9), gap, work, -tow)
 
 
+def _ranked(table: pd.DataFrame) -> pd.DataFrame:
+    """``table``'s rows best first (:func:`_rank_key`; the margin gap where recorded)."""
+    none = pd.Series([None] * len(table), index=table.index, dtype=object)
+    keys = [_rank_key(float(t), g, int(np.nan_to_num(w))) for t, g, w in
+            zip(table["tow"], table.get("margin_gap", none), table.get("examples_processed", none.fillna(0)))]
+    return table.iloc[sorted(range(len(table)), key=lambda i: keys[i])]
+
+
 def _eligible(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows that may be chosen, best first (:func:`_rank_key` on the columns present)."""
-    ok = table[table["eligible"].astype(bool) & table["tow"].notna()] if len(table) else table
-    keys = [_rank_key(float(ok["tow"].iloc[i]), ok["margin_gap"].iloc[i] if "margin_gap" in ok else None,
-                      int(ok["examples_processed"].iloc[i])) for i in range(len(ok))]
-    return ok.iloc[sorted(range(len(ok)), key=lambda i: keys[i])]
+    """The rows that may be chosen (eligible, with a ToW), best first."""
+    return _ranked(table[table["eligible"].astype(bool) & table["tow"].notna()] if len(table) else table)
 
 
 def best_row(table: pd.DataFrame) -> pd.Series | None:
@@ -455,9 +469,8 @@ def best_row(table: pd.DataFrame) -> pd.Series | None:
     ok = _eligible(table)
     if "tow_confirm" in ok:
         ok = ok[ok["tow_confirm"].notna()]
-        ok = _eligible(ok.assign(tow=(ok["tow"] + ok["tow_confirm"]) / 2,
-                                 margin_gap=(ok["margin_gap"] + ok["margin_gap_confirm"]) / 2)).index
-        ok = table.loc[ok]
+        ok = table.loc[_ranked(ok.assign(tow=(ok["tow"] + ok["tow_confirm"]) / 2,
+                                         margin_gap=(ok["margin_gap"] + ok["margin_gap_confirm"]) / 2)).index]
     return None if ok.empty else ok.iloc[0]
 
 
@@ -600,7 +613,7 @@ def tune(
         def evaluate(point: dict[str, Any]) -> dict[str, Any]:
             out = run_unlearn(on, forget, method, _full_params(method, point), seed=seed, device=device, quiet=quiet)
             acc = tune_accuracies(out.model, on, forget)
-            return {**{f"{k}_acc": v for k, v in acc.items()},
+            return {**_accuracy_columns(acc),
                     "tow": tug_of_war({"forget": acc["forget"], "retain": acc["retain"], "test": acc["val"]},
                                       {"forget": reference["forget"], "retain": reference["retain"], "test": reference["val"]}),
                     "margin_gap": margin_gap(acc, reference) if "margin_forget" in reference else float("nan"),
@@ -619,9 +632,7 @@ def tune(
         raise UnlearnkitError(f"tune {method}: no grid point qualified; {why}")
     keys = list(g)
     chosen = {k: _plain(best[k]) for k in keys}
-    ranks = [_rank_key(float(r["tow"]), r.get("margin_gap"), int(np.nan_to_num(r.get("examples_processed", 0))))
-             for _, r in table.iterrows()]
-    table = table.iloc[sorted(range(len(table)), key=lambda i: ranks[i])].reset_index(drop=True)
+    table = _ranked(table).reset_index(drop=True)
     collapsed = collapse_check(run, forget, method, chosen, seed=seed, device=device, quiet=quiet)
     return TuneResult(method, chosen, float(best["tow"]), table, forget, ref, seed, g, max_cost,
                       float(best["cost"]), collapsed, float(best["tow_confirm"]) if "tow_confirm" in best else None)
