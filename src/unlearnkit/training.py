@@ -363,7 +363,8 @@ def split_accuracies(
     ``rows`` maps a name to positions into ``data.x_train`` (e.g. ``{"forget": fp, "retain": rp}``);
     ``splits`` names held-out splits of ``data`` (``"val"``, ``"test"``). An empty set gives NaN.
     The keys are those of ``rows``, then ``splits``. Every "accuracy on S / D_r / test" of the
-    toolkit (run.json results, tuning, RUM's steps, the CLI's summary line) comes from here.
+    toolkit (run.json results, RUM's steps, the CLI's summary line) comes from here, or, where the
+    caller also needs the logits (tuning's margins), from :func:`accuracy` on those logits.
     """
     out = {name: accuracy(model, data.x_train[pos], data.y_train[pos], batch_size, device)
            for name, pos in (rows or {}).items()}
