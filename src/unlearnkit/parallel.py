@@ -64,7 +64,8 @@ class LocalExecutor(Executor):
     """Runs the units on this machine, with a rich progress bar: one after another in this
     process (``workers=1``), or on ``workers`` processes of a pool started on first use and kept
     until :meth:`close` (``spawn``ed, so that no OpenMP state is forked). A pool worker that dies
-    makes :meth:`map` raise :class:`UnlearnkitError` naming the unit; an exception raised by the
+    makes :meth:`map` raise :class:`UnlearnkitError` naming the units then in flight (the dead one
+    among them; the pool breaks for all, so which one is not known); an exception raised by the
     function is re-raised as it is, as in-process."""
 
     name = "local"
@@ -94,15 +95,27 @@ class LocalExecutor(Executor):
 
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        pending = {self._pool.submit(_call, fn, item, context): item for item in items}
+        def lost(items: list[Any]) -> UnlearnkitError:
+            # Which of the units in flight killed its worker is not known: the pool breaks for all.
+            self.close()  # the next map starts a fresh pool
+            names = ", ".join(_unit_name(i) for i in items)
+            return UnlearnkitError(f"{desc}: a worker process died; the units in flight were lost ({names})")
+
+        pending = {}
+        for item in items:
+            try:
+                pending[self._pool.submit(_call, fn, item, context)] = item
+            except BrokenProcessPool:  # a unit already submitted killed its worker
+                if not pending:
+                    raise lost([item]) from None
+                break
         try:
             for future in as_completed(pending):
                 item = pending.pop(future)
                 try:
                     result = future.result()
                 except BrokenProcessPool:
-                    self.close()  # a dead worker breaks the pool: the next map starts a fresh one
-                    raise UnlearnkitError(f"{desc}: unit {_unit_name(item)} was lost (its worker process died)") from None
+                    raise lost([item, *pending.values()]) from None
                 bar.advance(task)
                 yield item, result
         finally:
