@@ -149,9 +149,24 @@ def test_confirming_on_a_second_original_rejects_a_setting_that_only_works_on_on
     second = {0.01: 0.79, 0.1: 0.20}  # ...and diverges on the other one
     table = search(grid, lambda p: {"tow": first[p["lr"]], "margin_gap": 0.0, "examples_processed": 10})
     assert best_row(table)["lr"] == 0.1
-    confirmed = _confirm(table, list(grid), lambda p: {"tow": second[p["lr"]], "margin_gap": 0.0}, top=3)
+    confirmed = _confirm(table, list(grid), [lambda p: {"tow": second[p["lr"]], "margin_gap": 0.0}], top=3)
     best = best_row(confirmed)
     assert best["lr"] == 0.01 and best["tow"] == 0.80 and best["tow_confirm"] == 0.79  # table values kept as run
+
+
+def test_several_confirming_originals_weigh_as_much_as_their_number():
+    from unlearnkit.meta.tune import _confirm
+
+    grid = {"lr": [0.01, 0.1], "epochs": [1]}
+    first = {0.01: 0.70, 0.1: 0.99}  # lr 0.1 is far ahead on the tuning original...
+    other = {0.01: 0.75, 0.1: 0.60}  # ...and behind on each of three others
+    table = search(grid, lambda p: {"tow": first[p["lr"]], "margin_gap": 0.0, "examples_processed": 10})
+    one = _confirm(table, list(grid), [lambda p: {"tow": other[p["lr"]], "margin_gap": 0.0}], top=3)
+    assert best_row(one)["lr"] == 0.1  # (0.99 + 0.60) / 2 > (0.70 + 0.75) / 2
+    three = _confirm(table, list(grid), [lambda p: {"tow": other[p["lr"]], "margin_gap": 0.0}] * 3, top=3)
+    best = best_row(three)
+    # mean over the four originals: (0.70 + 3 * 0.75) / 4 = 0.74 > (0.99 + 3 * 0.60) / 4 = 0.70
+    assert best["lr"] == 0.01 and best["confirm_n"] == 3 and best["tow_confirm"] == 0.75
 
 
 def test_wide_grid_covers_lr_epochs_and_the_methods_own_axes():
@@ -369,3 +384,35 @@ def test_bench_reserve_gives_every_kind_a_validation_set_as_hard_as_its_evaluate
         # the validation set sits where the evaluated set does, far from the average example
         assert abs(va["mean"] - ev["mean"]) < 0.25 * abs(ev["mean"] - overall), (label, ev, va, overall)
     assert len(vals["confidence-high"]["indices"]) == len(evaluated["confidence-high"]["indices"]) == 30
+
+
+def test_when_nothing_beats_doing_nothing_the_cheapest_tied_setting_wins():
+    grid = {"lr": [0.01, 0.1], "epochs": [1, 30]}
+    # every setting ties with the original (ToW 1.0); the long run has the smallest margin gap
+    gap = {(0.01, 1): 0.9, (0.01, 30): 0.5, (0.1, 1): 0.7, (0.1, 30): 0.1}
+    table = search(grid, lambda p: {"tow": 1.0, "margin_gap": gap[p["lr"], p["epochs"]],
+                                    "examples_processed": 10 * p["epochs"]}, eta=1)
+    assert (best_row(table)["lr"], best_row(table)["epochs"]) == (0.1, 30)  # no baseline: the margin gap
+    cheap = best_row(table, baseline=1.0)
+    assert cheap["epochs"] == 1 and cheap["lr"] == 0.1  # least work, then the margin gap
+    # one setting a step above doing nothing: the margin gap ranks that step as before
+    assert best_row(table, baseline=0.98)["epochs"] == 30
+
+
+def test_bench_confirms_on_every_other_seeds_original_or_the_number_asked():
+    from importlib import resources
+
+    from unlearnkit.experiments.config import load_config
+    from unlearnkit.experiments.plan import build_plan
+
+    cfg = load_config(resources.files("unlearnkit").joinpath("configs", "demo.yaml"))
+    train_label = {u.key: u.label for u in build_plan(cfg, {}).units if u.kind == "train"}  # "seed N"
+
+    def confirming(tuning: dict) -> set[tuple]:
+        plan = build_plan(cfg.model_copy(update={"tuning": cfg.tuning.model_copy(update=tuning)}), {})
+        return {tuple(train_label[d.key] for k, d in u.deps if k.startswith("confirm"))
+                for u in plan.units if u.kind in ("tune", "tune_validation")}
+
+    assert confirming({"confirm": True}) == {tuple(f"seed {s}" for s in cfg.seeds[1:])}  # the demo's 5 seeds: 4 confirm
+    assert confirming({"confirm": 2}) == {tuple(f"seed {s}" for s in cfg.seeds[1:3])}
+    assert confirming({"confirm": False}) == {()}

@@ -190,8 +190,22 @@ class TuningConfig(_Strict):
     methods: list[str] | None = Field(None, description="methods to tune; default every approximate method listed")
     rum_grid: Literal["small", "wide", "none"] = Field("small", description="the grid the 'rum' variant searches per candidate and group")
     val_seed: int = 1000
-    confirm: bool = Field(True, description="re-run the best settings on the second seed's original (its own "
-                                            "reference) and choose by the mean ToW; needs >= 2 seeds")
+    confirm: bool | int = Field(True, description="re-run the best settings on other seeds' originals (each against "
+                                                  "its own reference) and choose by the mean ToW over all: true = "
+                                                  "every other seed, N = the next N seeds, false = none")
+
+    @field_validator("confirm")
+    @classmethod
+    def _confirm_count(cls, v: bool | int) -> bool | int:
+        if not isinstance(v, bool) and v < 0:
+            raise ValueError(f"confirm: a number of seeds must be >= 0, got {v}")
+        return v
+
+    def confirm_seeds(self, seeds: list[int]) -> list[int]:
+        """The seeds whose originals confirm the tuning (the first seed's) choice."""
+        if self.confirm is True:
+            return list(seeds[1:])
+        return list(seeds[1:1 + int(self.confirm)])  # False is 0
 
     def tuned_methods(self, methods: list[str]) -> list[str]:
         """The methods of ``methods`` this block tunes (exact methods have nothing to tune)."""

@@ -206,12 +206,17 @@ def _do_tune_validation(inputs, deps, out, opts):
         return {"unmatched": why, "warnings": [f"not tuned, presets kept: {why}"]}
     save_forget(out / FORGET, val)
     ref = reference_accuracies(run, val, seed=inputs["seed"], device=opts.get("device", "auto"), reference_dir=out)
-    if "confirm" in deps:  # the confirming original's reference, retrained once here for every method's tune unit
-        reference_accuracies(_run(deps["confirm"], opts), val, seed=inputs["seed"], device=opts.get("device", "auto"),
-                             reference_dir=out)
+    for c in _confirming(deps, opts):  # the confirming originals' references, retrained once here for every method
+        reference_accuracies(c, val, seed=inputs["seed"], device=opts.get("device", "auto"), reference_dir=out)
     return {"size": len(val), "match": val.meta.get("match", "random"),
             "quantile_shift": val.meta.get("quantile_shift"), "score_mean_like": val.meta.get("score_mean_like"),
             "score_mean_val": val.meta.get("score_mean_val"), "reference": ref}
+
+
+def _confirming(deps, opts) -> list:
+    """The confirming originals of a tuning unit (deps ``confirm``, ``confirm2``, ... in seed order)."""
+    names = sorted((k for k in deps if k.startswith("confirm")), key=lambda k: int(k[7:] or 1))
+    return [_run(deps[k], opts) for k in names]
 
 
 @handler("tune")
@@ -224,7 +229,7 @@ def _do_tune(inputs, deps, out, opts):
     run = _run(deps["run"], opts)
     val = _forget(deps["validation"], run.data)
     # the validation unit holds the reference, retrained once for every method of its kind
-    confirm = _run(deps["confirm"], opts) if "confirm" in deps else None
+    confirm = _confirming(deps, opts)
     res = tune(run, inputs["method"], grid=inputs["grid"], validation=val, max_cost=inputs["max_cost"],
                seed=inputs["seed"], device=opts.get("device", "auto"), reference_dir=deps["validation"], confirm=confirm)
     write_tune(out / TUNE, res)

@@ -212,13 +212,15 @@ def tune_units(cfg: BenchConfig, unit: Callable[..., WorkUnit], scores_of: Calla
     reserve, or matched to that kind's forget set with ``validation: match``; random for
     ``per: none``), disjoint from the forget sets of every kind and seed, with the reference
     retrained on D minus it once for all the kind's methods. With ``confirm`` and >= 2 seeds, the
-    second seed's original confirms the best settings (its reference retrained by the same unit)."""
+    other seeds' originals (deps ``confirm``, ``confirm2``, ...) confirm the best settings (their
+    references retrained by the same unit)."""
     t = cfg.tuning
     if t is None:
         return {}
     methods = t.tuned_methods(list(cfg.methods))
     first = cfg.seeds[0]
-    confirm = {"confirm": train_of(cfg.seeds[1])} if t.confirm and len(cfg.seeds) > 1 else {}
+    confirm = {f"confirm{i if i > 1 else ''}": train_of(s)
+               for i, s in enumerate(t.confirm_seeds(list(cfg.seeds)), start=1)}
     avoid = {f"avoid{i}": forget_of(seed, spec) for i, (seed, spec) in
              enumerate((s, sp) for s in cfg.seeds for sp in cfg.forget_specs())}
     kinds = [(spec.label, spec) for spec in cfg.forget_specs()] if t.per == "forget_kind" else [(ANY_KIND, None)]

@@ -29,7 +29,12 @@ on S_v: a continuous signal that moves before any prediction on S_v flips, so su
 halving promotes the settings that move toward the reference instead of the cheapest ones
 (damage to D_r or the validation split already shows in ToW, the first key; their margins
 alone shrinking, as a weight penalty does, changes no prediction and is not penalised).
-Remaining ties go to the cheaper point (fewer examples processed).
+Remaining ties go to the cheaper point (fewer examples processed). The final choice is
+the same, except when no setting beats doing nothing (the original's ToW on S_v) by a step:
+then the cheapest of the tied settings wins, since moving margins alone does not justify
+more work (nor the risk of gradient ascent run long).
+With confirming originals (``tune(confirm=[...])``), the best :data:`CONFIRM_TOP` settings are
+re-run on each and the choice goes by the mean over every original.
 A chosen setting that changes no prediction of the original is flagged ``collapsed_to:
 "original"`` (a no-op), one that behaves exactly like a simpler method (l1_sparse with a
 vanishing penalty is finetune) ``collapsed_to: <that method>``.
@@ -326,6 +331,12 @@ def _accuracy_columns(acc: Mapping[str, float]) -> dict[str, float]:
     return {(k if k.startswith("margin_") else f"{k}_acc"): v for k, v in acc.items()}
 
 
+def _tow(acc: Mapping[str, float], reference: Mapping[str, float]) -> float:
+    """ToW of accuracies ``acc`` (:func:`tune_accuracies`) against the reference's, the validation split as test."""
+    return tug_of_war({"forget": acc["forget"], "retain": acc["retain"], "test": acc["val"]},
+                      {"forget": reference["forget"], "retain": reference["retain"], "test": reference["val"]})
+
+
 def margin_gap(unlearned: Mapping[str, float], reference: Mapping[str, float]) -> float:
     """|mean margin on S (unlearned) − mean margin on S (reference)| in nats (0 = the reference's)."""
     return float(abs(unlearned["margin_forget"] - reference["margin_forget"]))
@@ -440,51 +451,76 @@ def search(grid: Mapping[str, Sequence[Any]], evaluate: Evaluate, *, budget: flo
     return pd.DataFrame(rows)
 
 
-def _rank_key(tow: float, gap: float | None, work: int) -> tuple[float, float, int]:
+def _step(tow: float) -> int:
+    """ToW in :data:`TOW_RESOLUTION` steps (what the ranking compares)."""
+    return math.floor(tow / TOW_RESOLUTION + 1e-9)
+
+
+def _rank_key(tow: float, gap: float | None, work: int, cost_first: bool = False) -> tuple:
     """Sort key of a grid point, best first: largest ToW (in :data:`TOW_RESOLUTION` steps), then
-    smallest margin gap, then least work, then the exact ToW."""
+    smallest margin gap, then least work (``cost_first``: least work, then margin gap), then the
+    exact ToW."""
     gap = gap if gap is not None and math.isfinite(gap) else math.inf
     if not math.isfinite(tow):
         return (math.inf, gap, work, math.inf)
-    return (-math.floor(tow / TOW_RESOLUTION + 1e-9), gap, work, -tow)
+    return (-_step(tow), *((work, gap) if cost_first else (gap, work)), -tow)
 
 
-def _ranked(table: pd.DataFrame) -> pd.DataFrame:
-    """``table``'s rows best first (:func:`_rank_key`; the margin gap where recorded)."""
+def _ranked(table: pd.DataFrame, baseline: float | None = None) -> pd.DataFrame:
+    """``table``'s rows best first (:func:`_rank_key`; the margin gap where recorded). With
+    ``baseline`` (doing nothing's ToW) and no row a step above it, least work breaks the ties
+    before the margin gap: when no setting changes more predictions toward the reference than
+    doing nothing, moving the margins does not justify more work (measured: neggrad_plus picked
+    30 epochs of ascent on an easy set by the margin gap and diverged on one evaluated seed in 5)."""
     none = pd.Series([None] * len(table), index=table.index, dtype=object)
-    keys = [_rank_key(float(t), g, int(np.nan_to_num(w))) for t, g, w in
-            zip(table["tow"], table.get("margin_gap", none), table.get("examples_processed", none.fillna(0)))]
+    tows = [float(t) for t in table["tow"]]
+    finite = [t for t in tows if math.isfinite(t)]
+    cost_first = baseline is not None and bool(finite) and _step(max(finite)) <= _step(baseline)
+    keys = [_rank_key(t, g, int(np.nan_to_num(w)), cost_first) for t, g, w in
+            zip(tows, table.get("margin_gap", none), table.get("examples_processed", none.fillna(0)))]
     return table.iloc[sorted(range(len(table)), key=lambda i: keys[i])]
 
 
-def _eligible(table: pd.DataFrame) -> pd.DataFrame:
-    """The rows that may be chosen (eligible, with a ToW), best first."""
-    return _ranked(table[table["eligible"].astype(bool) & table["tow"].notna()] if len(table) else table)
+def _eligible(table: pd.DataFrame, baseline: float | None = None) -> pd.DataFrame:
+    """The rows that may be chosen (eligible, with a ToW), best first (``baseline``: see :func:`_ranked`)."""
+    return _ranked(table[table["eligible"].astype(bool) & table["tow"].notna()] if len(table) else table, baseline)
 
 
-def best_row(table: pd.DataFrame) -> pd.Series | None:
+def best_row(table: pd.DataFrame, baseline: float | None = None) -> pd.Series | None:
     """The eligible row of largest ToW (ties: smallest ``margin_gap`` if recorded, then fewest
-    examples processed); with a ``tow_confirm`` column, among the confirmed rows only, by the
-    mean of ``tow`` and ``tow_confirm`` (and of the margin gaps). None when no row qualifies."""
-    ok = _eligible(table)
+    examples processed; fewest first when none beats ``baseline``, doing nothing's ToW); with a
+    ``tow_confirm`` column, among the confirmed rows only, by the mean ToW over every original
+    (``tow`` on the first, ``tow_confirm`` the mean over the ``confirm_n`` confirming ones; the
+    margin gaps likewise; ``baseline`` then the original's mean). None when no row qualifies."""
+    ok = _eligible(table, baseline)
     if "tow_confirm" in ok:
         ok = ok[ok["tow_confirm"].notna()]
-        ok = table.loc[_ranked(ok.assign(tow=(ok["tow"] + ok["tow_confirm"]) / 2,
-                                         margin_gap=(ok["margin_gap"] + ok["margin_gap_confirm"]) / 2)).index]
+        n = ok["confirm_n"] if "confirm_n" in ok else 1
+        ok = table.loc[_ranked(ok.assign(tow=(ok["tow"] + n * ok["tow_confirm"]) / (1 + n),
+                                         margin_gap=(ok["margin_gap"] + n * ok["margin_gap_confirm"]) / (1 + n)),
+                               baseline).index]
     return None if ok.empty else ok.iloc[0]
 
 
-def _confirm(table: pd.DataFrame, keys: list[str], evaluate: Evaluate, top: int) -> pd.DataFrame:
-    """``table`` with ``tow_confirm`` / ``margin_gap_confirm``: the ``top`` best eligible settings
-    (whole points, epochs included) run by ``evaluate`` on the confirming original."""
-    table = table.assign(tow_confirm=np.nan, margin_gap_confirm=np.nan)
-    for i in _eligible(table).index[:top]:
+def _confirm(table: pd.DataFrame, keys: list[str], evaluates: Sequence[Evaluate], top: int,
+             baseline: float | None = None) -> pd.DataFrame:
+    """``table`` with ``tow_confirm`` / ``margin_gap_confirm`` (means over the confirming
+    originals) and ``confirm_n`` (how many): the ``top`` best eligible settings (whole points,
+    epochs included; ``baseline`` as in :func:`_ranked`) run by each of ``evaluates``, one per
+    confirming original."""
+    table = table.assign(tow_confirm=np.nan, margin_gap_confirm=np.nan, confirm_n=np.nan)
+    for i in _eligible(table, baseline).index[:top]:
         point = {k: _plain(table.at[i, k]) for k in keys}
-        try:
-            res = evaluate(point)
-        except UnlearnkitError:
-            res = {"tow": 0.0, "margin_gap": math.inf}  # diverges on the other original: never chosen over one that runs
-        table.loc[i, ["tow_confirm", "margin_gap_confirm"]] = [res["tow"], res["margin_gap"]]
+        tows, gaps = [], []
+        for evaluate in evaluates:
+            try:
+                res = evaluate(point)
+            except UnlearnkitError:
+                res = {"tow": 0.0, "margin_gap": math.inf}  # diverges on another original: never chosen over one that runs
+            tows.append(res["tow"])
+            gaps.append(res["margin_gap"])
+        table.loc[i, ["tow_confirm", "margin_gap_confirm", "confirm_n"]] = [
+            float(np.mean(tows)), float(np.mean(gaps)), len(evaluates)]
     return table
 
 
@@ -511,7 +547,8 @@ class TuneResult:
     max_cost: float | None = None
     cost: float = float("nan")
     collapsed_to: str | None = None
-    tow_confirm: float | None = None  # the chosen setting's ToW on the confirming original
+    tow_confirm: float | None = None  # the chosen setting's mean ToW on the confirming originals
+    tow_original: float | None = None  # doing nothing's ToW on S_v, mean over the originals
 
     def to_dict(self) -> dict[str, Any]:
         table = self.table.astype(object).where(self.table.notna(), None)
@@ -520,14 +557,16 @@ class TuneResult:
             "chosen": self.chosen,
             "tow": self.tow,
             "tow_confirm": self.tow_confirm,
+            "tow_original": self.tow_original,
             "cost": self.cost,
             "max_cost": self.max_cost,
             "collapsed_to": self.collapsed_to,
             "seed": self.seed,
             "selection": "max ToW on a validation forget set (validation split in place of test); "
                          "ToW in 0.01 steps; ties: smaller margin gap on S_v, then fewer examples; "
-                         "epochs by successive halving; with a confirming original, the best "
-                         f"{CONFIRM_TOP} re-run on it and chosen by the mean ToW",
+                         "epochs by successive halving; with confirming originals, the best "
+                         f"{CONFIRM_TOP} re-run on each and chosen by the mean ToW over all originals; "
+                         "when no setting beats doing nothing by a step, the cheapest tied one",
             "search_grid": self.grid,
             "validation_forget": {**self.val_forget.meta, "size": len(self.val_forget),
                                   "sha256": self.val_forget.sha256, "indices": self.val_forget.indices.tolist()},
@@ -580,7 +619,7 @@ def tune(
     device: str = "auto",
     quiet: bool = True,
     reference_dir: str | Path | None = None,
-    confirm: Run | None = None,
+    confirm: Run | Sequence[Run] | None = None,
     confirm_top: int = CONFIRM_TOP,
 ) -> TuneResult:
     """Search ``method``'s hyperparameters on ``run`` by ToW on a validation forget set.
@@ -591,11 +630,12 @@ def tune(
     than ``tolerance``); ``validation``: tune on this set instead (built beforehand, e.g. shared
     by several methods). ``max_cost``: the most examples
     a point may process, as a fraction of retraining's (> 0). A point whose unlearning
-    fails (e.g. a NaN loss) is recorded with its error and ToW NaN. ``confirm``: another
-    original of the same recipe (another seed; it must have trained on the validation set):
-    the ``confirm_top`` best eligible settings are run on it too, against its own reference,
-    and the choice goes by their mean ToW (``tow_confirm`` in the table), so that a setting
-    that only works on one original (gradient ascent at the edge of divergence) is not chosen.
+    fails (e.g. a NaN loss) is recorded with its error and ToW NaN. ``confirm``: other
+    originals of the same recipe (other seeds; they must have trained on the validation set):
+    the ``confirm_top`` best eligible settings are run on each too, against its own reference,
+    and the choice goes by the mean ToW over all the originals (``tow_confirm`` in the table:
+    the mean over the confirming ones), so that a setting that only works on some originals
+    (gradient ascent at the edge of divergence) is not chosen.
     """
     cls = METHODS.get(method)
     if max_cost is not None and not max_cost > 0:
@@ -613,29 +653,33 @@ def tune(
         def evaluate(point: dict[str, Any]) -> dict[str, Any]:
             out = run_unlearn(on, forget, method, _full_params(method, point), seed=seed, device=device, quiet=quiet)
             acc = tune_accuracies(out.model, on, forget)
-            return {**_accuracy_columns(acc),
-                    "tow": tug_of_war({"forget": acc["forget"], "retain": acc["retain"], "test": acc["val"]},
-                                      {"forget": reference["forget"], "retain": reference["retain"], "test": reference["val"]}),
+            return {**_accuracy_columns(acc), "tow": _tow(acc, reference),
                     "margin_gap": margin_gap(acc, reference) if "margin_forget" in reference else float("nan"),
                     "seconds": out.seconds, "examples_processed": out.examples_processed,
                     "cost": out.examples_processed / retrain_work}
         return evaluate
 
+    # Doing nothing's ToW on each original: when no setting beats it, the cheapest tied one is chosen.
+    nothing = [_tow(tune_accuracies(run.model, run, forget), ref)]
     table = search(g, scorer(run, ref), budget=None if max_cost is None else max_cost * retrain_work)
-    if confirm is not None:
-        table = _confirm(table, list(g), scorer(confirm, reference_accuracies(
-            confirm, forget, seed=seed, device=device, quiet=quiet, reference_dir=reference_dir)), confirm_top)
-    best = best_row(table)
+    confirming = [confirm] if isinstance(confirm, Run) else list(confirm or [])
+    if confirming:
+        refs = [reference_accuracies(c, forget, seed=seed, device=device, quiet=quiet, reference_dir=reference_dir)
+                for c in confirming]
+        nothing += [_tow(tune_accuracies(c.model, c, forget), r) for c, r in zip(confirming, refs)]
+        table = _confirm(table, list(g), [scorer(c, r) for c, r in zip(confirming, refs)], confirm_top, nothing[0])
+    best = best_row(table, float(np.mean(nothing)))
     if best is None:
         first = next((e for e in table.get("error", pd.Series(dtype=object)) if e), None) if len(table) else None
         why = f"first error: {first}" if first else f"no point within --max-cost {max_cost}"
         raise UnlearnkitError(f"tune {method}: no grid point qualified; {why}")
     keys = list(g)
     chosen = {k: _plain(best[k]) for k in keys}
-    table = _ranked(table).reset_index(drop=True)
+    table = _ranked(table, nothing[0]).reset_index(drop=True)
     collapsed = collapse_check(run, forget, method, chosen, seed=seed, device=device, quiet=quiet)
     return TuneResult(method, chosen, float(best["tow"]), table, forget, ref, seed, g, max_cost,
-                      float(best["cost"]), collapsed, float(best["tow_confirm"]) if "tow_confirm" in best else None)
+                      float(best["cost"]), collapsed, float(best["tow_confirm"]) if "tow_confirm" in best else None,
+                      float(np.mean(nothing)))
 
 
 def _plain(v: Any) -> Any:
@@ -666,6 +710,7 @@ def update_preset(path: str | Path, result: TuneResult, *, dataset: str, model: 
         "train": train or {},
         "val_tow": round(result.tow, 4),
         **({"val_tow_confirm": round(result.tow_confirm, 4)} if result.tow_confirm is not None else {}),
+        **({"val_tow_original": round(result.tow_original, 4)} if result.tow_original is not None else {}),
         "val_forget_size": len(result.val_forget),
         "val_forget_match": result.val_forget.meta.get("match", "random"),
         "cost": round(result.cost, 4),
@@ -697,7 +742,7 @@ def presets_from_bench(bench_dir: str | Path, path: str | Path, *, command: str)
         result = TuneResult(res["method"], res["chosen"], res["tow"], pd.DataFrame(res["grid"]),
                             ForgetSet(np.asarray(v["indices"]), {k: x for k, x in v.items() if k != "indices"}),
                             res["reference"], res["seed"], res["search_grid"], res["max_cost"], res["cost"],
-                            res["collapsed_to"], res.get("tow_confirm"))
+                            res["collapsed_to"], res.get("tow_confirm"), res.get("tow_original"))
         update_preset(path, result, dataset=cfg["dataset"]["name"], model=model, kind=kind,
                       command=f"{command} (tune unit '{read_json(unit)['label']}')", train=cfg["training"])
         written.append((model, kind, res["method"]))
