@@ -7,6 +7,8 @@ For each model and M, in this one process, side by side: :func:`unlearnkit.ensem
 trains M members in one stacked network (``mode="stacked"``), and the same call with ``mode="loop"``
 trains them one after another through ``training.train`` (timed on ``--loop-members`` of them,
 scaled per member). Every member trains on its own random subset of ``--mlp-n`` / ``--cnn-n`` rows.
+Both get ``--threads`` torch threads: the loop splits each kernel over them; the stacked network
+trains that many groups of members side by side, one thread each (``train_ensemble`` on a CPU).
 
 Achieved FLOP/s = 3 x 2 x multiply-accumulates per example (forward + backward ~ 3 forward passes)
 x examples processed / wall time. It is divided by a bare kernel's FLOP/s measured here with the

@@ -15,8 +15,8 @@ from unlearnkit.difficulty.memorization import (
     memorization_estimate,
     split_half_reliability,
     subset_mask,
-    torch_threads,
 )
+from unlearnkit.training import torch_threads
 
 FAST = TrainConfig(lr=0.1, batch_size=32, weight_decay=0.0)
 N_FLIP = 15

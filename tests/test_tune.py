@@ -386,16 +386,18 @@ def test_bench_reserve_gives_every_kind_a_validation_set_as_hard_as_its_evaluate
     assert len(vals["confidence-high"]["indices"]) == len(evaluated["confidence-high"]["indices"]) == 30
 
 
-def test_when_nothing_beats_doing_nothing_the_cheapest_tied_setting_wins():
-    grid = {"lr": [0.01, 0.1], "epochs": [1, 30]}
-    # every setting ties with the original (ToW 1.0); the long run has the smallest margin gap
-    gap = {(0.01, 1): 0.9, (0.01, 30): 0.5, (0.1, 1): 0.7, (0.1, 30): 0.1}
-    table = search(grid, lambda p: {"tow": 1.0, "margin_gap": gap[p["lr"], p["epochs"]],
+def test_when_nothing_beats_doing_nothing_the_setting_moving_the_original_least_wins():
+    grid = {"lr": [1e-4, 0.1], "epochs": [1, 30]}
+    # every setting ties with the original (ToW 1.0); the strongest has the smallest margin gap
+    # (moves toward the reference's margins) and the largest shift from the original's
+    moved = {(1e-4, 1): 0.01, (1e-4, 30): 0.2, (0.1, 1): 2.0, (0.1, 30): 5.0}
+    table = search(grid, lambda p: {"tow": 1.0, "margin_gap": 6.0 - moved[p["lr"], p["epochs"]],
+                                    "margin_shift": moved[p["lr"], p["epochs"]],
                                     "examples_processed": 10 * p["epochs"]}, eta=1)
     assert (best_row(table)["lr"], best_row(table)["epochs"]) == (0.1, 30)  # no baseline: the margin gap
-    cheap = best_row(table, baseline=1.0)
-    assert cheap["epochs"] == 1 and cheap["lr"] == 0.1  # least work, then the margin gap
-    # one setting a step above doing nothing: the margin gap ranks that step as before
+    least = best_row(table, baseline=1.0)
+    assert (least["lr"], least["epochs"]) == (1e-4, 1)
+    # a setting a step above doing nothing: the margin gap ranks the settings as before
     assert best_row(table, baseline=0.98)["epochs"] == 30
 
 

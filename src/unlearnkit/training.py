@@ -9,11 +9,12 @@ memorization proxies are computed from these.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,17 @@ class TrainConfig(BaseModel):
     # optimizer stay float32, so no loss scaling is needed). Faster and lighter on a GPU; the
     # results differ from float32 in the last digits, so it is recorded with the recipe.
     amp: bool = False
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the body with ``n`` torch threads: float results depend on the thread count."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def make_config(**kwargs) -> TrainConfig:

@@ -25,13 +25,12 @@ trains until each model fits.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,7 +46,7 @@ from unlearnkit.io import atomic_write, read_json, write_json, write_parquet
 from unlearnkit.models import build_model
 from unlearnkit.models.base import require_classifier
 from unlearnkit.runs import model_kwargs_for, versions
-from unlearnkit.training import TrainConfig, make_config, resolve_device, seed_everything
+from unlearnkit.training import TrainConfig, make_config, resolve_device, seed_everything, torch_threads
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -152,17 +151,6 @@ class BlockContext:
     mode: str
     device: str
     threads: int
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the body with ``n`` torch threads: float results depend on the thread count."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def train_block(block: Block, ctx: BlockContext) -> dict[str, Any]:

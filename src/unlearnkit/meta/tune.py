@@ -29,10 +29,10 @@ on S_v: a continuous signal that moves before any prediction on S_v flips, so su
 halving promotes the settings that move toward the reference instead of the cheapest ones
 (damage to D_r or the validation split already shows in ToW, the first key; their margins
 alone shrinking, as a weight penalty does, changes no prediction and is not penalised).
-Remaining ties go to the cheaper point (fewer examples processed). The final choice is
-the same, except when no setting beats doing nothing (the original's ToW on S_v) by a step:
-then the cheapest of the tied settings wins, since moving margins alone does not justify
-more work (nor the risk of gradient ascent run long).
+Remaining ties go to the cheaper point (fewer examples processed). When no setting
+beats doing nothing (the original's ToW on S_v) by a step, the ties go instead to the setting
+that moves the original least (the *margin shift*, |mean margin on S_v − the original's|):
+ToW then sees nothing gained by moving the model, and gradient ascent has its risks.
 With confirming originals (``tune(confirm=[...])``), the best :data:`CONFIRM_TOP` settings are
 re-run on each and the choice goes by the mean over every original.
 A chosen setting that changes no prediction of the original is flagged ``collapsed_to:
@@ -338,7 +338,8 @@ def _tow(acc: Mapping[str, float], reference: Mapping[str, float]) -> float:
 
 
 def margin_gap(unlearned: Mapping[str, float], reference: Mapping[str, float]) -> float:
-    """|mean margin on S (unlearned) − mean margin on S (reference)| in nats (0 = the reference's)."""
+    """|mean margin on S (unlearned) − mean margin on S (reference)| in nats (0 = the reference's);
+    against the original's accuracies, the margin shift (how far the setting moved the model)."""
     return float(abs(unlearned["margin_forget"] - reference["margin_forget"]))
 
 
@@ -456,28 +457,37 @@ def _step(tow: float) -> int:
     return math.floor(tow / TOW_RESOLUTION + 1e-9)
 
 
-def _rank_key(tow: float, gap: float | None, work: int, cost_first: bool = False) -> tuple:
+def _finite(v: float | None) -> float:
+    return v if v is not None and math.isfinite(v) else math.inf
+
+
+def _rank_key(tow: float, gap: float | None, work: int, shift: float | None = None,
+              least_change: bool = False) -> tuple:
     """Sort key of a grid point, best first: largest ToW (in :data:`TOW_RESOLUTION` steps), then
-    smallest margin gap, then least work (``cost_first``: least work, then margin gap), then the
-    exact ToW."""
-    gap = gap if gap is not None and math.isfinite(gap) else math.inf
+    smallest margin gap, then least work, then the exact ToW; with ``least_change``, the smallest
+    margin shift from the original first after ToW."""
+    gap, shift = _finite(gap), _finite(shift)
     if not math.isfinite(tow):
-        return (math.inf, gap, work, math.inf)
-    return (-_step(tow), *((work, gap) if cost_first else (gap, work)), -tow)
+        return (math.inf, shift, gap, work, math.inf)
+    return (-_step(tow), shift if least_change else 0.0, gap, work, -tow)
 
 
 def _ranked(table: pd.DataFrame, baseline: float | None = None) -> pd.DataFrame:
-    """``table``'s rows best first (:func:`_rank_key`; the margin gap where recorded). With
-    ``baseline`` (doing nothing's ToW) and no row a step above it, least work breaks the ties
-    before the margin gap: when no setting changes more predictions toward the reference than
-    doing nothing, moving the margins does not justify more work (measured: neggrad_plus picked
-    30 epochs of ascent on an easy set by the margin gap and diverged on one evaluated seed in 5)."""
+    """``table``'s rows best first (:func:`_rank_key`; margin gap and shift where recorded). With
+    ``baseline`` (doing nothing's ToW) and no row a step above it, the ties go to the setting that
+    changes the original least (smallest ``margin_shift``: |mean margin on S_v − the original's|):
+    when ToW sees no setting get closer to the reference than doing nothing, moving the model
+    is not justified (measured: by the margin gap, neggrad_plus picked gradient ascent at lr 0.1
+    on Fashion-MNIST's random sets, tied with doing nothing on S_v, and it cost 0.02-0.18 ToW on
+    the evaluated ones; on the demo's entanglement-low sets, 30 epochs of ascent that diverged on
+    one evaluated seed in 5)."""
     none = pd.Series([None] * len(table), index=table.index, dtype=object)
     tows = [float(t) for t in table["tow"]]
     finite = [t for t in tows if math.isfinite(t)]
-    cost_first = baseline is not None and bool(finite) and _step(max(finite)) <= _step(baseline)
-    keys = [_rank_key(t, g, int(np.nan_to_num(w)), cost_first) for t, g, w in
-            zip(tows, table.get("margin_gap", none), table.get("examples_processed", none.fillna(0)))]
+    least_change = baseline is not None and bool(finite) and _step(max(finite)) <= _step(baseline)
+    keys = [_rank_key(t, g, int(np.nan_to_num(w)), sh, least_change) for t, g, w, sh in
+            zip(tows, table.get("margin_gap", none), table.get("examples_processed", none.fillna(0)),
+                table.get("margin_shift", none))]
     return table.iloc[sorted(range(len(table)), key=lambda i: keys[i])]
 
 
@@ -486,41 +496,43 @@ def _eligible(table: pd.DataFrame, baseline: float | None = None) -> pd.DataFram
     return _ranked(table[table["eligible"].astype(bool) & table["tow"].notna()] if len(table) else table, baseline)
 
 
+CONFIRMED = ("tow", "margin_gap", "margin_shift")  # what the confirming originals measure again
+
+
 def best_row(table: pd.DataFrame, baseline: float | None = None) -> pd.Series | None:
     """The eligible row of largest ToW (ties: smallest ``margin_gap`` if recorded, then fewest
-    examples processed; fewest first when none beats ``baseline``, doing nothing's ToW); with a
-    ``tow_confirm`` column, among the confirmed rows only, by the mean ToW over every original
-    (``tow`` on the first, ``tow_confirm`` the mean over the ``confirm_n`` confirming ones; the
-    margin gaps likewise; ``baseline`` then the original's mean). None when no row qualifies."""
+    examples processed; the smallest ``margin_shift`` first when none beats ``baseline``, doing
+    nothing's ToW); with a ``tow_confirm`` column, among the confirmed rows only, by the mean over
+    every original (``tow`` on the first, ``tow_confirm`` the mean over the ``confirm_n``
+    confirming ones; margin gaps and shifts likewise; ``baseline`` then the original's mean).
+    None when no row qualifies."""
     ok = _eligible(table, baseline)
     if "tow_confirm" in ok:
         ok = ok[ok["tow_confirm"].notna()]
-        n = ok["confirm_n"] if "confirm_n" in ok else 1
-        ok = table.loc[_ranked(ok.assign(tow=(ok["tow"] + n * ok["tow_confirm"]) / (1 + n),
-                                         margin_gap=(ok["margin_gap"] + n * ok["margin_gap_confirm"]) / (1 + n)),
-                               baseline).index]
+        n = ok["confirm_n"]
+        ok = table.loc[_ranked(ok.assign(**{c: (ok[c] + n * ok[f"{c}_confirm"]) / (1 + n)
+                                            for c in CONFIRMED if c in ok}), baseline).index]
     return None if ok.empty else ok.iloc[0]
 
 
 def _confirm(table: pd.DataFrame, keys: list[str], evaluates: Sequence[Evaluate], top: int,
              baseline: float | None = None) -> pd.DataFrame:
-    """``table`` with ``tow_confirm`` / ``margin_gap_confirm`` (means over the confirming
-    originals) and ``confirm_n`` (how many): the ``top`` best eligible settings (whole points,
-    epochs included; ``baseline`` as in :func:`_ranked`) run by each of ``evaluates``, one per
-    confirming original."""
-    table = table.assign(tow_confirm=np.nan, margin_gap_confirm=np.nan, confirm_n=np.nan)
+    """``table`` with ``tow_confirm``, ``margin_gap_confirm``, ``margin_shift_confirm`` (means over
+    the confirming originals) and ``confirm_n`` (how many): the ``top`` best eligible settings
+    (whole points, epochs included; ``baseline`` as in :func:`_ranked`) run by each of
+    ``evaluates``, one per confirming original."""
+    table = table.assign(**{f"{c}_confirm": np.nan for c in CONFIRMED}, confirm_n=np.nan)
     for i in _eligible(table, baseline).index[:top]:
         point = {k: _plain(table.at[i, k]) for k in keys}
-        tows, gaps = [], []
+        runs = []
         for evaluate in evaluates:
             try:
-                res = evaluate(point)
-            except UnlearnkitError:
-                res = {"tow": 0.0, "margin_gap": math.inf}  # diverges on another original: never chosen over one that runs
-            tows.append(res["tow"])
-            gaps.append(res["margin_gap"])
-        table.loc[i, ["tow_confirm", "margin_gap_confirm", "confirm_n"]] = [
-            float(np.mean(tows)), float(np.mean(gaps)), len(evaluates)]
+                runs.append(evaluate(point))
+            except UnlearnkitError:  # diverges on another original: never chosen over one that runs
+                runs.append({"tow": 0.0, "margin_gap": math.inf, "margin_shift": math.inf})
+        for c in CONFIRMED:
+            table.loc[i, f"{c}_confirm"] = float(np.mean([r.get(c, math.nan) for r in runs]))
+        table.loc[i, "confirm_n"] = len(evaluates)
     return table
 
 
@@ -566,7 +578,8 @@ class TuneResult:
                          "ToW in 0.01 steps; ties: smaller margin gap on S_v, then fewer examples; "
                          "epochs by successive halving; with confirming originals, the best "
                          f"{CONFIRM_TOP} re-run on each and chosen by the mean ToW over all originals; "
-                         "when no setting beats doing nothing by a step, the cheapest tied one",
+                         "when no setting beats doing nothing by a step, the one moving the original's "
+                         "margin on S_v least",
             "search_grid": self.grid,
             "validation_forget": {**self.val_forget.meta, "size": len(self.val_forget),
                                   "sha256": self.val_forget.sha256, "indices": self.val_forget.indices.tolist()},
@@ -649,25 +662,28 @@ def tune(
     ref = reference_accuracies(run, forget, seed=seed, device=device, quiet=quiet, reference_dir=reference_dir)
     retrain_work = max(1, int(ref["examples_processed"]))
 
-    def scorer(on: Run, reference: Mapping[str, float]) -> Evaluate:
+    def scorer(on: Run, reference: Mapping[str, float], original: Mapping[str, float]) -> Evaluate:
         def evaluate(point: dict[str, Any]) -> dict[str, Any]:
             out = run_unlearn(on, forget, method, _full_params(method, point), seed=seed, device=device, quiet=quiet)
             acc = tune_accuracies(out.model, on, forget)
             return {**_accuracy_columns(acc), "tow": _tow(acc, reference),
                     "margin_gap": margin_gap(acc, reference) if "margin_forget" in reference else float("nan"),
+                    "margin_shift": margin_gap(acc, original),
                     "seconds": out.seconds, "examples_processed": out.examples_processed,
                     "cost": out.examples_processed / retrain_work}
         return evaluate
 
-    # Doing nothing's ToW on each original: when no setting beats it, the cheapest tied one is chosen.
-    nothing = [_tow(tune_accuracies(run.model, run, forget), ref)]
-    table = search(g, scorer(run, ref), budget=None if max_cost is None else max_cost * retrain_work)
+    # Doing nothing on each original: when no setting's ToW beats it, the one changing the original least wins.
+    originals = [tune_accuracies(run.model, run, forget)]
+    table = search(g, scorer(run, ref, originals[0]), budget=None if max_cost is None else max_cost * retrain_work)
     confirming = [confirm] if isinstance(confirm, Run) else list(confirm or [])
+    refs = [reference_accuracies(c, forget, seed=seed, device=device, quiet=quiet, reference_dir=reference_dir)
+            for c in confirming]
+    originals += [tune_accuracies(c.model, c, forget) for c in confirming]
+    nothing = [_tow(o, r) for o, r in zip(originals, [ref, *refs])]
     if confirming:
-        refs = [reference_accuracies(c, forget, seed=seed, device=device, quiet=quiet, reference_dir=reference_dir)
-                for c in confirming]
-        nothing += [_tow(tune_accuracies(c.model, c, forget), r) for c, r in zip(confirming, refs)]
-        table = _confirm(table, list(g), [scorer(c, r) for c, r in zip(confirming, refs)], confirm_top, nothing[0])
+        table = _confirm(table, list(g), [scorer(c, r, o) for c, r, o in zip(confirming, refs, originals[1:])],
+                         confirm_top, nothing[0])
     best = best_row(table, float(np.mean(nothing)))
     if best is None:
         first = next((e for e in table.get("error", pd.Series(dtype=object)) if e), None) if len(table) else None
