@@ -102,9 +102,10 @@ def test_loop_mode_and_auto(digits):
     build = lambda: new_model("resnet18", digits, {"width": 4})  # noqa: E731
     assert not is_chain(build(), digits.x_train[:2])  # residual connections
     probe = digits.x_train[:2]
-    mlp, cnn = CASES["mlp"](digits), CASES["cnn"](digits)
-    assert [auto_mode(m, probe, "cpu") for m in (mlp, cnn, build())] == ["stacked", "loop", "loop"]
-    assert auto_mode(cnn, probe, "cuda") == "stacked"  # measured slower than the loop on a CPU only
+    mlp, cnn, nchw = CASES["mlp"](digits), CASES["cnn"](digits), CASES["norm-cnn"](digits)
+    # a CPU stacks the cnn (channels_last), not a conv chain in NCHW (measured slower than the loop)
+    assert [auto_mode(m, probe, "cpu") for m in (mlp, cnn, nchw, build())] == ["stacked", "stacked", "loop", "loop"]
+    assert auto_mode(nchw, probe, "cuda") == "stacked"
     ens = train_ensemble(build, digits.x_train, digits.y_train, subsets, cfg, [0, 1])
     assert ens.mode == "loop" and ens.logits(digits.x_train[:5]).shape == (2, 5, 10)
     with pytest.raises(UnlearnkitError, match="cannot be stacked"):

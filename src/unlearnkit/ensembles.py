@@ -282,18 +282,19 @@ def can_stack(model: nn.Module, probe: torch.Tensor) -> bool:
 
 
 def auto_mode(model: nn.Module, probe: torch.Tensor, device: torch.device | str) -> str:
-    """What ``mode="auto"`` picks: on a GPU, stacked for every chain model; on a CPU, stacked
-    only for chains without convolutions (the mlp). Measured on 2 shared CPU cores, one thread
-    (``benchmarks/ensemble.py``, docs/timings.md): stacked mlps 2.1-2.2x the loop's speed at
-    M = 16 and 64, stacked cnns 0.9x. A small cnn's step is ~90% kernel time that stacking does
-    not shrink (a grouped convolution costs per group what one member's convolution costs, and
-    BatchNorm / ReLU / pooling cost per element), so the loop's per-step overhead, all that
-    stacking removes, is too small a share to pay for the layout changes."""
+    """What ``mode="auto"`` picks: the stacked network for every chain model, except, on a CPU,
+    chains with convolutions that do not train in channels_last (``prefers_channels_last``, as
+    the cnn does). Measured on the 2-core machine (``benchmarks/ensemble.py``, docs/timings.md,
+    Fashion-MNIST, width-8 cnn): stacked cnns in channels_last 1.3x the loop's speed on one
+    thread and 1.5-1.9x on two (groups side by side); in NCHW, grouped convolutions cost per
+    member about 1.7x the loop's dense channels_last ones, and stacking was slower than the loop
+    (0.8-0.9x)."""
     if not is_chain(model, probe[:2]):
         return "loop"
     if torch.device(device).type == "cuda":
         return "stacked"
-    return "loop" if any(isinstance(m, nn.Conv2d) for m in model.modules()) else "stacked"
+    convs = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    return "loop" if convs and not getattr(model, "prefers_channels_last", False) else "stacked"
 
 
 # What one group of stacked members may hold on a CPU, measured on the 2-core development
@@ -469,8 +470,8 @@ def train_ensemble(
     size = chunk or auto_chunk(models[0], probe, k, cfg.batch_size, device)
     n_groups = math.ceil(k / size)
     threads = torch.get_num_threads() if device.type == "cpu" else 1
-    if chunk is None:
-        n_groups = max(n_groups, min(threads, k))  # a group for every thread
+    if chunk is None and threads > 1:  # a whole number of groups for every thread, so none idles at the end
+        n_groups = min(k, math.ceil(n_groups / threads) * threads)
     groups = [g.tolist() for g in np.array_split(np.arange(k), n_groups)]  # sizes differ by <= 1
     start = time.perf_counter()
 

@@ -203,8 +203,8 @@ class MemorizationResult:
 
 def resolve_mode(ensemble: str, model: torch.nn.Module, probe: torch.Tensor, device: torch.device,
                  amp: bool = False) -> str:
-    """``auto``: :func:`unlearnkit.ensembles.auto_mode` (stacked for the mlp on a CPU, mlp and cnn on a
-    GPU; the loop for an amp recipe)."""
+    """``auto``: :func:`unlearnkit.ensembles.auto_mode` (stacked for the mlp and the cnn; on a CPU the
+    loop for conv chains not in channels_last; the loop for an amp recipe)."""
     if ensemble not in ("auto", "loop", "stacked"):
         raise UnlearnkitError(f"unknown ensemble mode '{ensemble}'; choose auto, loop or stacked")
     if ensemble == "stacked" and not can_stack(model, probe):
