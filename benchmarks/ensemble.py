@@ -10,7 +10,8 @@ scaled per member). Every member trains on its own random subset of ``--mlp-n`` 
 Both get ``--threads`` torch threads: the loop splits each kernel over them; the stacked network
 trains that many groups of members side by side, one thread each (``train_ensemble`` on a CPU).
 
-Achieved FLOP/s = 3 x 2 x multiply-accumulates per example (forward + backward ~ 3 forward passes)
+Times are medians over ``--repeats`` ensemble/loop pairs timed back to back (the ratio column:
+the median per-pair ratio and its range). Achieved FLOP/s = 3 x 2 x multiply-accumulates per example (forward + backward ~ 3 forward passes)
 x examples processed / wall time. It is divided by a bare kernel's FLOP/s measured here with the
 same threads: a 2048 x 2048 float32 matmul for the mlp, and for the cnn a dense 3x3 convolution
 (64 -> 64 channels, 14 x 14, batch 64) forward and backward. Targets on 2 CPU cores: the ensemble
@@ -44,20 +45,27 @@ def bare_conv_flops(c: int = 64, hw: int = 14, batch: int = 64) -> float:
 
 
 def compare(name: str, data, width: int, m: int, n: int, loop_m: int, args) -> dict:
+    """Ensemble and loop timed alternately ``--repeats`` times; the median of the per-repeat
+    ratios (each pair ran back to back, so a machine that slows down mid-run moves both)."""
     build = lambda: new_model(name, data, {"width": width})  # noqa: E731
     rng = np.random.default_rng(0)
     subsets = [np.sort(rng.permutation(data.n_train)[:n]) for _ in range(m)]
     cfg = TrainConfig(epochs=args.epochs, lr=0.05, batch_size=64)
     seeds = list(range(m))
-    ens = train_ensemble(build, data.x_train, data.y_train, subsets, cfg, seeds, mode="stacked",
-                         device=args.device, measure_fit=False)
     k = min(loop_m, m)
-    loop = train_ensemble(build, data.x_train, data.y_train, subsets[:k], cfg, seeds[:k], mode="loop",
-                          device=args.device, measure_fit=False)
     flops = 3 * 2 * macs_per_example(build(), data.x_train) * n * args.epochs
-    ens_per, loop_per = ens.seconds / m, loop.seconds / k
-    return {"model": name, "M": m, "ens_s": ens.seconds, "loop_s_per_member": loop_per,
-            "speedup": loop_per / ens_per, "ens_flops": flops / ens_per, "loop_flops": flops / loop_per}
+    pairs = []
+    for _ in range(args.repeats):
+        ens = train_ensemble(build, data.x_train, data.y_train, subsets, cfg, seeds, mode="stacked",
+                             device=args.device, measure_fit=False)
+        loop = train_ensemble(build, data.x_train, data.y_train, subsets[:k], cfg, seeds[:k], mode="loop",
+                              device=args.device, measure_fit=False)
+        pairs.append((ens.seconds / m, loop.seconds / k))
+    ratios = sorted(lp / ep for ep, lp in pairs)
+    ens_per, loop_per = (float(np.median([p[i] for p in pairs])) for i in (0, 1))
+    return {"model": name, "M": m, "ens_s": ens_per * m, "loop_s_per_member": loop_per,
+            "speedup": float(np.median(ratios)), "range": (ratios[0], ratios[-1]),
+            "ens_flops": flops / ens_per, "loop_flops": flops / loop_per}
 
 
 def main() -> None:
@@ -72,12 +80,11 @@ def main() -> None:
     ap.add_argument("--loop-members", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=3, help="ensemble/loop pairs timed per row (median shown)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)
-    peak = {"mlp": bare_matmul_flops(), "cnn": bare_conv_flops()}
-    print(f"{args.dataset}, {args.threads} threads, device {args.device}; bare matmul "
-          f"{peak['mlp'] / 1e9:.1f} GFLOP/s, bare conv {peak['cnn'] / 1e9:.1f} GFLOP/s")
+    before = {"mlp": bare_matmul_flops(), "cnn": bare_conv_flops()}
     # Untimed warm-up at the timed shapes: the first fused optimizer of a process imports torch's
     # compiler stack (~1 s), and each kernel (and each thread's memory) sets itself up on first use.
     for name, width in (("mlp", args.mlp_width), ("cnn", args.cnn_width)):
@@ -90,14 +97,20 @@ def main() -> None:
     for name, width, n in (("mlp", args.mlp_width, args.mlp_n), ("cnn", args.cnn_width, args.cnn_n)):
         for m in (int(v) for v in args.members.split(",")):
             rows.append(compare(name, data, width, m, n, args.loop_members, args))
-    print(f"\n| model | M | rows/member | ensemble s | loop s/member | loop/ensemble | ens GFLOP/s "
+    # the bare kernels before and after the rows, averaged: a shared machine's speed drifts
+    after = {"mlp": bare_matmul_flops(), "cnn": bare_conv_flops()}
+    peak = {k: (before[k] + after[k]) / 2 for k in before}
+    print(f"{args.dataset}, {args.threads} threads, device {args.device}; bare matmul "
+          f"{before['mlp'] / 1e9:.1f} / {after['mlp'] / 1e9:.1f} GFLOP/s (before / after), bare conv "
+          f"{before['cnn'] / 1e9:.1f} / {after['cnn'] / 1e9:.1f}")
+    print(f"\n| model | M | rows/member | ensemble s | loop s/member | loop/ensemble (range) | ens GFLOP/s "
           f"| ens/bare | loop/bare |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         bare = peak[r["model"]]
         n = args.mlp_n if r["model"] == "mlp" else args.cnn_n
         print(f"| {r['model']} | {r['M']} | {n} | {r['ens_s']:.2f} | {r['loop_s_per_member']:.3f} | "
-              f"{r['speedup']:.2f}x | {r['ens_flops'] / 1e9:.1f} | {r['ens_flops'] / bare:.2f} | "
+              f"{r['speedup']:.2f}x ({r['range'][0]:.2f}-{r['range'][1]:.2f}) | {r['ens_flops'] / 1e9:.1f} | {r['ens_flops'] / bare:.2f} | "
               f"{r['loop_flops'] / bare:.2f} |")
 
 
