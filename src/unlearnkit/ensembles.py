@@ -520,14 +520,24 @@ def _parallel_groups(groups: list[list[int]], train_group: Callable[[list[int], 
         torch.set_num_threads(1)  # this thread's own kernels (OpenMP reads it per thread)
         return train_group(g, True)
 
+    from concurrent.futures import wait
+
     pool = _group_pool(workers)
     with torch_threads(1), progress_bar(quiet) as bar:
         task = bar.add_task(desc, total=len(groups), info=f"{len(groups)} groups on {workers} threads")
         futures = [pool.submit(one, g) for g in groups]
-        for f in futures:
-            f.result()
-            bar.update(task, advance=1)
-        return [f.result() for f in futures]
+        parts = []
+        try:
+            for f in futures:
+                parts.append(f.result())
+                bar.update(task, advance=1)
+        except BaseException:
+            # the pool outlives this call: drop the groups not started, let the running ones end
+            for f in futures:
+                f.cancel()
+            wait(futures)
+            raise
+        return parts
 
 
 def _train_loop(models, x, y, subsets, cfg, seeds, device, measure_fit, quiet, desc) -> Ensemble:
