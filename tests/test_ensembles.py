@@ -158,3 +158,16 @@ def test_chunks_change_the_speed_not_the_members(digits):
     big, probe = new_model("mlp", digits, {"width": 12000}), digits.x_train[:2]
     assert auto_chunk(big, probe, 64, 64, "cpu") == 2 and auto_chunk(big, probe, 64, 64, "cuda") == 64
     assert auto_chunk(build(), probe, 64, 64, "cpu") == 64
+
+
+def test_a_failing_group_beside_others_stops_the_ensemble_and_restores_the_threads(digits):
+    build = lambda: new_model("mlp", digits, {"width": 16})  # noqa: E731
+    subsets = [np.arange(200)] * 6
+    with torch_threads(2):
+        with pytest.raises(UnlearnkitError, match="loss became"):
+            train_ensemble(build, digits.x_train, digits.y_train, subsets, TrainConfig(epochs=3, lr=1e6, batch_size=32),
+                           list(range(6)), mode="stacked", chunk=1)
+        assert torch.get_num_threads() == 2
+        ens = train_ensemble(build, digits.x_train, digits.y_train, subsets, TrainConfig(epochs=1, lr=0.1, batch_size=32),
+                             list(range(6)), mode="stacked", chunk=1)
+    assert ens.size == 6 and torch.get_num_threads() == 1
