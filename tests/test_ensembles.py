@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from unlearnkit import TrainConfig, UnlearnkitError
-from unlearnkit.ensembles import auto_chunk, auto_mode, is_chain, train_ensemble
+from unlearnkit.ensembles import StackedMembers, _DenseChainStep, auto_chunk, auto_mode, is_chain, train_ensemble
 from unlearnkit.runs import new_model
-from unlearnkit.training import predict_logits, seed_everything, torch_threads, train
+from unlearnkit.training import per_example_loss, predict_logits, seed_everything, torch_threads, train
 
 
 def _subsets(n: int, k: int, m: int) -> list[np.ndarray]:
@@ -81,6 +81,36 @@ def check_members(digits, case, dtype=torch.float32):
         assert ens.train_accuracy[j] == pytest.approx(r.train_accuracy, abs=1e-3)
     correct = ens.correct(x, digits.y_train)
     assert correct.shape == (3, digits.n_train) and not np.array_equal(correct[0], correct[1])
+
+
+def test_written_out_backward_of_linear_relu_chains_equals_autograd(digits):
+    """The mlp step without autograd (``_DenseChainStep``) gives autograd's losses, logits and
+    gradients, on a chain with two ReLUs, a Linear without bias and a no-op Dropout; models
+    with other layers, or targets that are not labels, take the autograd step."""
+    torch.manual_seed(0)
+    build = lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.ReLU(), nn.Dropout(0.0),  # noqa: E731
+                                  nn.Linear(12, 8, bias=False), nn.ReLU(), nn.Linear(8, 10)).double()
+    x, y = digits.x_train.double(), digits.y_train
+    st = StackedMembers([build() for _ in range(3)], x[:2], torch.device("cpu"))
+    assert _DenseChainStep.fits(st, y) and not _DenseChainStep.fits(st, y[:, None].expand(-1, 4))
+    idx = torch.as_tensor(np.stack(_subsets(digits.n_train, 3, 50)))
+    xb, tb = x[idx], y[idx]
+    logits = st.forward(xb)
+    per_member = per_example_loss(logits.reshape(150, 10), tb.reshape(-1)).view(3, 50).mean(1)
+    per_member.sum().backward()
+    want = {n: p.grad.clone() for n, p in st.params.items()}
+    dense = _DenseChainStep(st)
+    for _ in range(2):  # the second call reuses every buffer
+        flat, losses = dense(xb, tb)
+        torch.testing.assert_close(flat, logits.reshape(150, 10).detach(), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(losses, per_member.detach(), rtol=1e-12, atol=1e-12)
+        for n, p in st.params.items():
+            torch.testing.assert_close(p.grad, want[n], rtol=1e-10, atol=1e-12, msg=n)
+    assert torch.equal(xb, x[idx])  # the data was not changed in place
+    dense.release()
+    assert all(p.grad is None for p in st.params.values())
+    cnn = StackedMembers([CASES["cnn"](digits)], digits.x_train[:2], torch.device("cpu"))
+    assert not _DenseChainStep.fits(cnn, digits.y_train)
 
 
 def test_until_fit_stops_each_member_like_the_loop(digits):
