@@ -184,9 +184,10 @@ def test_chunks_change_the_speed_not_the_members(digits):
             assert torch.equal(side.member(j).state_dict()[key], w), (j, key)
     with pytest.raises(UnlearnkitError, match="chunk"):
         train_ensemble(build, digits.x_train, digits.y_train, subsets, cfg, seeds, mode="stacked", chunk=0)
-    # A CPU groups members by their bytes (a 3.4 MiB mlp: two in 8 MiB); a GPU takes all at once.
+    # A CPU groups members by their bytes (a 3.4 MiB mlp: nine in 32 MiB of weights, but its
+    # hidden layer's outputs take 5.9 MiB a batch of 64: five in 32 MiB); a GPU takes all at once.
     big, probe = new_model("mlp", digits, {"width": 12000}), digits.x_train[:2]
-    assert auto_chunk(big, probe, 64, 64, "cpu") == 2 and auto_chunk(big, probe, 64, 64, "cuda") == 64
+    assert auto_chunk(big, probe, 64, 64, "cpu") == 5 and auto_chunk(big, probe, 64, 16, "cpu") == 9 and auto_chunk(big, probe, 64, 64, "cuda") == 64
     assert auto_chunk(build(), probe, 64, 64, "cpu") == 64
 
 

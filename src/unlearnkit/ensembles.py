@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Literal, Sequence
 
 import numpy as np
@@ -387,15 +387,18 @@ def auto_mode(model: nn.Module, probe: torch.Tensor, device: torch.device | str)
     return "loop" if convs and not getattr(model, "prefers_channels_last", False) else "stacked"
 
 
-# What one group of stacked members may hold on a CPU, measured on the 2-core development
-# machine (Fashion-MNIST, SGD, batch 64, one thread). Parameters: a step streams a group's
-# weights, gradients and optimizer state several times; for the 784-256-10 mlp (0.8 MB a
-# member) a step cost per member 0.59 ms in groups of 8, 0.63 of 16, 0.68 of 32, 0.95 of 64
-# (1.24 alone). Activations: a width-8 cnn's layer outputs take 14 MB a member per batch of 64;
+# What one group of stacked members may hold on a CPU (Fashion-MNIST, SGD, batch 64).
+# Parameters: with the written-out mlp step (_DenseChainStep), on a 2-core Intel Xeon (AVX-512,
+# 105 MB L3), 64 members of the 784-256-10 mlp (0.8 MB each) reached 0.60 of the bare matmul's
+# FLOP/s in groups of 8, 0.66 of 16, 0.68 of 32 and 0.70 in one group (medians of 5 alternated
+# runs, 2 threads); 16 members 0.64 in two groups of 8, 0.62 in one. (Through autograd, on the
+# earlier AMD machine, small groups had won: a step cost per member 0.59 ms in groups of 8 and
+# 0.95 in one stack of 64, when every step allocated the weight gradients afresh.)
+# Activations: a width-8 cnn's layer outputs take 14 MB a member per batch of 64;
 # an epoch of 256 rows took per member 0.086 s with 16 members in one stack, 0.071-0.073 in
 # groups of 2 or 4. Large activations are mapped afresh, page by page, at every step: 16
 # stacked cnns stepped in 312 ms instead of 570 with glibc told to keep freed memory.
-CPU_CHUNK_PARAM_BYTES = 8 * 2**20
+CPU_CHUNK_PARAM_BYTES = 32 * 2**20
 CPU_CHUNK_ACTIVATION_BYTES = 32 * 2**20
 
 
@@ -442,7 +445,8 @@ def auto_chunk(model: nn.Module, probe: torch.Tensor, members: int, batch_size: 
 class Ensemble:
     """M trained members. ``train_accuracy`` ``[M]``: each member's accuracy on its own training
     rows after training (eval mode; NaN if not measured); ``epochs_run`` ``[M]``: epochs each
-    trained (fewer than the cap when ``until_fit`` stopped it); ``seconds``: training wall time."""
+    trained (fewer than the cap when ``until_fit`` stopped it); ``seconds``: training wall time,
+    from the initial models to the trained members (stacking and optimizer set-up included)."""
 
     mode: str
     size: int
@@ -575,8 +579,8 @@ def train_ensemble(
         parts = _parallel_groups(groups, group, workers, quiet, desc)
     else:
         parts = [group(g, quiet) for g in groups]
-    if len(parts) == 1:
-        return parts[0]
+    if len(parts) == 1:  # the wall time with the group's set-up, as for several groups
+        return replace(parts[0], seconds=time.perf_counter() - start)
     return Ensemble("stacked", k, np.concatenate([p.train_accuracy for p in parts]),
                     np.concatenate([p.epochs_run for p in parts]), time.perf_counter() - start,
                     StackedMembers.cat([p._stacked for p in parts]))
