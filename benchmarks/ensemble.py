@@ -10,9 +10,12 @@ scaled per member). Every member trains on its own random subset of ``--mlp-n`` 
 Both get ``--threads`` torch threads: the loop splits each kernel over them; the stacked network
 trains that many groups of members side by side, one thread each (``train_ensemble`` on a CPU).
 
-Times are medians over ``--repeats`` ensemble/loop pairs timed back to back (the ratio column:
-the median per-pair ratio and its range). Achieved FLOP/s = 3 x 2 x multiply-accumulates per example (forward + backward ~ 3 forward passes)
-x examples processed / wall time. It is divided by a bare kernel's FLOP/s measured here with the
+Times are medians over ``--repeats`` ensemble/loop pairs timed back to back, each pair after its
+own measurement of the bare kernel (the ratio columns: the median per-pair ratio and its range).
+Achieved FLOP/s = 3 x 2 x multiply-accumulates per example (forward + backward ~ 3 forward passes)
+x examples processed / wall time; wall time includes each call's set-up (stacking, optimizer).
+Neither path computes the first layer's input gradient, so the mlp's real work is nearer two
+forward passes: the count flatters both columns alike. It is divided by a bare kernel's FLOP/s measured here with the
 same threads: a 2048 x 2048 float32 matmul for the mlp, and for the cnn a dense 3x3 convolution
 (64 -> 64 channels, 14 x 14, batch 64) forward and backward. Targets on 2 CPU cores: the ensemble
 >= 1.5x faster than the loop for both models; >= 0.8 of the bare matmul's FLOP/s for the mlp.
@@ -21,6 +24,7 @@ same threads: a 2048 x 2048 float32 matmul for the mlp, and for the cnn a dense 
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 
 import numpy as np
 import torch
@@ -44,9 +48,10 @@ def bare_conv_flops(c: int = 64, hw: int = 14, batch: int = 64) -> float:
     return 3 * 2 * macs / best_of(step)
 
 
-def compare(name: str, data, width: int, m: int, n: int, loop_m: int, args) -> dict:
-    """Ensemble and loop timed alternately ``--repeats`` times; the median of the per-repeat
-    ratios (each pair ran back to back, so a machine that slows down mid-run moves both)."""
+def compare(name: str, data, width: int, m: int, n: int, loop_m: int, args, bare: Callable[[], float]) -> dict:
+    """Ensemble and loop timed alternately ``--repeats`` times, the bare kernel (``bare()``,
+    FLOP/s) measured just before each pair; the medians of the per-repeat ratios (each pair ran
+    back to back beside its own bare kernel, so a machine that slows down mid-run moves all three)."""
     build = lambda: new_model(name, data, {"width": width})  # noqa: E731
     rng = np.random.default_rng(0)
     subsets = [np.sort(rng.permutation(data.n_train)[:n]) for _ in range(m)]
@@ -56,16 +61,20 @@ def compare(name: str, data, width: int, m: int, n: int, loop_m: int, args) -> d
     flops = 3 * 2 * macs_per_example(build(), data.x_train) * n * args.epochs
     pairs = []
     for _ in range(args.repeats):
+        peak = bare()
         ens = train_ensemble(build, data.x_train, data.y_train, subsets, cfg, seeds, mode="stacked",
                              device=args.device, measure_fit=False)
         loop = train_ensemble(build, data.x_train, data.y_train, subsets[:k], cfg, seeds[:k], mode="loop",
                               device=args.device, measure_fit=False)
-        pairs.append((ens.seconds / m, loop.seconds / k))
-    ratios = sorted(lp / ep for ep, lp in pairs)
-    ens_per, loop_per = (float(np.median([p[i] for p in pairs])) for i in (0, 1))
-    return {"model": name, "M": m, "ens_s": ens_per * m, "loop_s_per_member": loop_per,
-            "speedup": float(np.median(ratios)), "range": (ratios[0], ratios[-1]),
-            "ens_flops": flops / ens_per, "loop_flops": flops / loop_per}
+        pairs.append((ens.seconds / m, loop.seconds / k, peak))
+    med = lambda v: float(np.median(v))  # noqa: E731
+    speedups = sorted(lp / ep for ep, lp, _ in pairs)
+    ens_bare = sorted(flops / ep / b for ep, _, b in pairs)
+    return {"model": name, "M": m, "ens_s": med([p[0] for p in pairs]) * m,
+            "loop_s_per_member": med([p[1] for p in pairs]), "speedup": med(speedups),
+            "range": (speedups[0], speedups[-1]), "ens_flops": flops / med([p[0] for p in pairs]),
+            "ens_bare": med(ens_bare), "ens_bare_range": (ens_bare[0], ens_bare[-1]),
+            "loop_bare": med([flops / lp / b for _, lp, b in pairs]), "bare": [p[2] for p in pairs]}
 
 
 def main() -> None:
@@ -84,10 +93,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)
-    before = {"mlp": bare_matmul_flops(), "cnn": bare_conv_flops()}
+    kernels = {"mlp": bare_matmul_flops, "cnn": bare_conv_flops}
     # Untimed warm-up at the timed shapes: the first fused optimizer of a process imports torch's
     # compiler stack (~1 s), and each kernel (and each thread's memory) sets itself up on first use.
     for name, width in (("mlp", args.mlp_width), ("cnn", args.cnn_width)):
+        kernels[name]()
         m = 4 * args.threads
         for mode in ("stacked", "loop"):
             train_ensemble(lambda: new_model(name, data, {"width": width}), data.x_train, data.y_train,  # noqa: B023
@@ -96,22 +106,20 @@ def main() -> None:
     rows = []
     for name, width, n in (("mlp", args.mlp_width, args.mlp_n), ("cnn", args.cnn_width, args.cnn_n)):
         for m in (int(v) for v in args.members.split(",")):
-            rows.append(compare(name, data, width, m, n, args.loop_members, args))
-    # the bare kernels before and after the rows, averaged: a shared machine's speed drifts
-    after = {"mlp": bare_matmul_flops(), "cnn": bare_conv_flops()}
-    peak = {k: (before[k] + after[k]) / 2 for k in before}
-    print(f"{args.dataset}, {args.threads} threads, device {args.device}; bare matmul "
-          f"{before['mlp'] / 1e9:.1f} / {after['mlp'] / 1e9:.1f} GFLOP/s (before / after), bare conv "
-          f"{before['cnn'] / 1e9:.1f} / {after['cnn'] / 1e9:.1f}")
+            rows.append(compare(name, data, width, m, n, args.loop_members, args, kernels[name]))
+    seen = {name: [b for r in rows if r["model"] == name for b in r["bare"]] for name in kernels}
+    print(f"{args.dataset}, {args.threads} threads, device {args.device}, {args.epochs} epoch(s); bare matmul "
+          f"{min(seen['mlp']) / 1e9:.1f}-{max(seen['mlp']) / 1e9:.1f} GFLOP/s, bare conv "
+          f"{min(seen['cnn']) / 1e9:.1f}-{max(seen['cnn']) / 1e9:.1f} (measured before each pair)")
     print(f"\n| model | M | rows/member | ensemble s | loop s/member | loop/ensemble (range) | ens GFLOP/s "
-          f"| ens/bare | loop/bare |")
+          f"| ens/bare (range) | loop/bare |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        bare = peak[r["model"]]
         n = args.mlp_n if r["model"] == "mlp" else args.cnn_n
         print(f"| {r['model']} | {r['M']} | {n} | {r['ens_s']:.2f} | {r['loop_s_per_member']:.3f} | "
-              f"{r['speedup']:.2f}x ({r['range'][0]:.2f}-{r['range'][1]:.2f}) | {r['ens_flops'] / 1e9:.1f} | {r['ens_flops'] / bare:.2f} | "
-              f"{r['loop_flops'] / bare:.2f} |")
+              f"{r['speedup']:.2f}x ({r['range'][0]:.2f}-{r['range'][1]:.2f}) | {r['ens_flops'] / 1e9:.1f} | "
+              f"{r['ens_bare']:.2f} ({r['ens_bare_range'][0]:.2f}-{r['ens_bare_range'][1]:.2f}) | "
+              f"{r['loop_bare']:.2f} |")
 
 
 if __name__ == "__main__":
