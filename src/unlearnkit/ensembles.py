@@ -21,10 +21,12 @@ the members one after another through :func:`~unlearnkit.training.train`
 
 Every member's gradient is its own: the loss summed over members is the sum of
 independent per-member mean losses. SGD and AdamW act elementwise, so one
-(fused) optimizer over the stacked tensors is M independent optimizers. On a
-CPU the members train in groups small enough for a step's weights and
-activations to stay in cache (:func:`auto_chunk`), as many groups at once as
-torch has threads, each group on one thread.
+(fused) optimizer over the stacked tensors is M independent optimizers. A chain
+of Linear and ReLU layers trained on labels (the mlp) steps without autograd,
+its backward written out into buffers allocated once (:class:`_DenseChainStep`).
+On a CPU the members train in groups of bounded weight and activation bytes
+(:func:`auto_chunk`), as many groups at once as torch has threads, each group
+on one thread.
 """
 
 from __future__ import annotations
