@@ -92,7 +92,11 @@ def test_written_out_backward_of_linear_relu_chains_equals_autograd(digits):
                                   nn.Linear(12, 8, bias=False), nn.ReLU(), nn.Linear(8, 10)).double()
     x, y = digits.x_train.double(), digits.y_train
     st = StackedMembers([build() for _ in range(3)], x[:2], torch.device("cpu"))
-    assert _DenseChainStep.fits(st, y) and not _DenseChainStep.fits(st, y[:, None].expand(-1, 4))
+    assert _DenseChainStep.fits(st, x, y) and not _DenseChainStep.fits(st, x, y[:, None].expand(-1, 4))
+    # without a Flatten, Linear layers act on the last axis of image rows: not this step's arithmetic
+    images = x.reshape(-1, 1, 8, 8)
+    unflat = StackedMembers([nn.Sequential(nn.Linear(8, 10))], images[:2], torch.device("cpu"))
+    assert _DenseChainStep.fits(unflat, x.flatten(1)[:, :8], y) and not _DenseChainStep.fits(unflat, images, y)
     idx = torch.as_tensor(np.stack(_subsets(digits.n_train, 3, 50)))
     xb, tb = x[idx], y[idx]
     logits = st.forward(xb)
@@ -110,7 +114,7 @@ def test_written_out_backward_of_linear_relu_chains_equals_autograd(digits):
     dense.release()
     assert all(p.grad is None for p in st.params.values())
     cnn = StackedMembers([CASES["cnn"](digits)], digits.x_train[:2], torch.device("cpu"))
-    assert not _DenseChainStep.fits(cnn, digits.y_train)
+    assert not _DenseChainStep.fits(cnn, digits.x_train, digits.y_train)
 
 
 def test_until_fit_stops_each_member_like_the_loop(digits):

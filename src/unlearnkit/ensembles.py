@@ -304,14 +304,16 @@ class _DenseChainStep:
             p.grad = torch.zeros_like(p)
 
     @staticmethod
-    def fits(st: StackedMembers, targets: torch.Tensor) -> bool:
-        """A classifier whose chain is an optional leading Flatten, then Linear, ReLU, Identity
-        and zero-probability Dropout layers only."""
+    def fits(st: StackedMembers, x: torch.Tensor, targets: torch.Tensor) -> bool:
+        """A classifier of rows ``x [n, ...]`` whose chain is Linear, ReLU, Identity and
+        zero-probability Dropout layers only, behind a Flatten unless each row is a vector."""
         mods = [mod for _, mod in st.chain or []]
         if targets.dim() != 1 or not mods:
             return False
         if isinstance(mods[0], nn.Flatten):
             mods = mods[1:]
+        elif x.dim() != 2:
+            return False
         return any(isinstance(m, nn.Linear) for m in mods) and all(
             isinstance(m, (nn.Linear, nn.ReLU, nn.Identity, nn.Dropout)) for m in mods)
 
@@ -669,7 +671,7 @@ def _train_stacked(models, x, y, subsets, cfg, seeds, device, measure_fit, quiet
     rows = torch.as_tensor(np.stack(subsets))  # [M, m] row numbers into x
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     params = st.parameters()
-    dense = _DenseChainStep(st) if _DenseChainStep.fits(st, targets) else None
+    dense = _DenseChainStep(st) if _DenseChainStep.fits(st, x, targets) else None
     # One fused kernel per stacked tensor: the default per-op update made ~5 passes over M
     # members' weights (SGD at M = 64: 40 ms a step fused to 11 ms).
     opt = make_optimizer(params, cfg, fused=True)
