@@ -95,7 +95,7 @@ def test_written_out_backward_of_linear_relu_chains_equals_autograd(digits):
     assert _DenseChainStep.fits(st, x, y) and not _DenseChainStep.fits(st, x, y[:, None].expand(-1, 4))
     # without a Flatten, Linear layers act on the last axis of image rows: not this step's arithmetic
     images = x.reshape(-1, 1, 8, 8)
-    unflat = StackedMembers([nn.Sequential(nn.Linear(8, 10))], images[:2], torch.device("cpu"))
+    unflat = StackedMembers([nn.Sequential(nn.Linear(8, 10)).double()], images[:2], torch.device("cpu"))
     assert _DenseChainStep.fits(unflat, x.flatten(1)[:, :8], y) and not _DenseChainStep.fits(unflat, images, y)
     idx = torch.as_tensor(np.stack(_subsets(digits.n_train, 3, 50)))
     xb, tb = x[idx], y[idx]
