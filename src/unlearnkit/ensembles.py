@@ -672,6 +672,9 @@ def _train_stacked(models, x, y, subsets, cfg, seeds, device, measure_fit, quiet
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     params = st.parameters()
     dense = _DenseChainStep(st) if _DenseChainStep.fits(st, x, targets) else None
+    # the batch gathered into one reused buffer on a CPU (a non-blocking copy to a GPU could
+    # still be reading it when the next step overwrites it; augmentation makes new tensors anyway)
+    reuse_rows = dense is not None and not cfg.augment and device.type == "cpu"
     # One fused kernel per stacked tensor: the default per-op update made ~5 passes over M
     # members' weights (SGD at M = 64: 40 ms a step fused to 11 ms).
     opt = make_optimizer(params, cfg, fused=True)
@@ -690,7 +693,7 @@ def _train_stacked(models, x, y, subsets, cfg, seeds, device, measure_fit, quiet
             order = torch.stack([rows[j, torch.randperm(m, generator=gens[j])] for j in range(k)])
             hits = torch.zeros(k, dtype=torch.float64)
             for step, idx in enumerate(order.split(cfg.batch_size, dim=1)):
-                xb = _gather(x, idx) if dense is None or cfg.augment else dense.rows(x, idx)  # [M, b, ...]
+                xb = dense.rows(x, idx) if reuse_rows else _gather(x, idx)  # [M, b, ...]
                 tb = _gather(targets, idx)
                 if cfg.augment:
                     xb = torch.stack([augment_batch(xb[j], gens[j]) for j in range(k)])
