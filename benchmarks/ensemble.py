@@ -15,8 +15,8 @@ own measurement of the bare kernel (the ratio columns: the median per-pair ratio
 Achieved FLOP/s = 3 x 2 x multiply-accumulates per example (forward + backward ~ 3 forward passes)
 x examples processed / wall time; wall time includes each call's set-up (stacking, optimizer).
 Neither path computes the first layer's input gradient, so the mlp's real work is nearer two
-forward passes: the count flatters both columns alike. It is divided by a bare kernel's FLOP/s measured here with the
-same threads: a 2048 x 2048 float32 matmul for the mlp, and for the cnn a dense 3x3 convolution
+forward passes: the count flatters both columns alike. It is divided by a bare kernel's FLOP/s
+measured here with the same threads: a 2048 x 2048 float32 matmul for the mlp, and for the cnn a dense 3x3 convolution
 (64 -> 64 channels, 14 x 14, batch 64) forward and backward. Targets on 2 CPU cores: the ensemble
 >= 1.5x faster than the loop for both models; >= 0.8 of the bare matmul's FLOP/s for the mlp.
 """
@@ -68,13 +68,13 @@ def compare(name: str, data, width: int, m: int, n: int, loop_m: int, args, bare
                               device=args.device, measure_fit=False)
         pairs.append((ens.seconds / m, loop.seconds / k, peak))
     med = lambda v: float(np.median(v))  # noqa: E731
+    ens_per = med([ep for ep, _, _ in pairs])
     speedups = sorted(lp / ep for ep, lp, _ in pairs)
     ens_bare = sorted(flops / ep / b for ep, _, b in pairs)
-    return {"model": name, "M": m, "ens_s": med([p[0] for p in pairs]) * m,
-            "loop_s_per_member": med([p[1] for p in pairs]), "speedup": med(speedups),
-            "range": (speedups[0], speedups[-1]), "ens_flops": flops / med([p[0] for p in pairs]),
+    return {"model": name, "M": m, "ens_s": ens_per * m, "loop_s_per_member": med([lp for _, lp, _ in pairs]),
+            "speedup": med(speedups), "range": (speedups[0], speedups[-1]), "ens_flops": flops / ens_per,
             "ens_bare": med(ens_bare), "ens_bare_range": (ens_bare[0], ens_bare[-1]),
-            "loop_bare": med([flops / lp / b for _, lp, b in pairs]), "bare": [p[2] for p in pairs]}
+            "loop_bare": med([flops / lp / b for _, lp, b in pairs]), "bare": [b for _, _, b in pairs]}
 
 
 def main() -> None:
