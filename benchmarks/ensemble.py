@@ -24,6 +24,9 @@ measured here with the same threads: a 2048 x 2048 float32 matmul for the mlp, a
 from __future__ import annotations
 
 import argparse
+import functools
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -31,10 +34,12 @@ import torch
 import torch.nn.functional as F
 
 from _common import bare_matmul_flops, best_of, macs_per_example
+from torch import nn
 
 from unlearnkit import TrainConfig, load_dataset
-from unlearnkit.ensembles import train_ensemble
+from unlearnkit.ensembles import plan_groups, train_ensemble
 from unlearnkit.runs import new_model
+from unlearnkit.training import make_optimizer
 
 
 def bare_conv_flops(c: int = 64, hw: int = 14, batch: int = 64) -> float:
@@ -48,6 +53,59 @@ def bare_conv_flops(c: int = 64, hw: int = 14, batch: int = 64) -> float:
     return 3 * 2 * macs / best_of(step)
 
 
+def mlp_step_seconds(model: nn.Module, groups: list[list[int]], batch: int, steps: int, cfg: TrainConfig,
+                     update: bool, threads: int) -> float:
+    """Seconds of ``steps`` steps of the stacked mlp's batched matmuls alone, for every group
+    of ``groups`` side by side on ``threads`` threads as the engine runs them: per Linear layer
+    [g, b, in] x [g, in, out] forward, the weight gradient, and the input gradient of every layer
+    but the first; with ``update``, also the recipe's fused optimizer step over the same tensors.
+    No data gather, loss, activations or Python of the engine: a bound for any engine built on
+    these kernels (random values; the speed of these kernels does not depend on them). The time
+    excludes setting up the tensors: the groups' step times summed over the threads, divided by
+    their number (the engine's groups are balanced over them)."""
+    shapes = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
+
+    def one(g: int) -> float:
+        torch.set_num_threads(1)
+        w = [torch.randn(g, i, o) * 0.05 for i, o in shapes]
+        bias = [torch.zeros(g, o) for _, o in shapes]
+        h = [torch.randn(g, batch, shapes[0][0])] + [torch.empty(g, batch, o) for _, o in shapes]
+        dh = [torch.empty(g, batch, i) for i, _ in shapes]
+        dlogits = torch.randn(g, batch, shapes[-1][1]) / batch  # the size of (softmax - one-hot) / b
+        for t in w + bias:
+            t.grad = torch.zeros_like(t)
+        opt = make_optimizer(w + bias, cfg, fused=True) if update else None
+
+        @torch.no_grad()
+        def step() -> None:
+            for layer, wl in enumerate(w):
+                torch.bmm(h[layer], wl, out=h[layer + 1])
+            dh_next = dlogits
+            for layer in range(len(w) - 1, -1, -1):
+                torch.bmm(h[layer].transpose(1, 2), dh_next, out=w[layer].grad)
+                torch.sum(dh_next, 1, out=bias[layer].grad)
+                if layer:
+                    dh_next = torch.bmm(dh_next, w[layer].transpose(1, 2), out=dh[layer])
+            if opt is not None:
+                opt.step()
+
+        step()  # untimed: the optimizer allocates its state on its first step
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return time.perf_counter() - start
+
+    seconds = sum(thread_pool(threads).map(one, [len(g) for g in groups]))
+    torch.set_num_threads(threads)
+    return seconds / min(threads, len(groups))
+
+
+@functools.cache
+def thread_pool(threads: int) -> ThreadPoolExecutor:
+    """One lasting pool, as the engine keeps one: a fresh thread maps its memory arena page by page."""
+    return ThreadPoolExecutor(threads)
+
+
 def compare(name: str, data, width: int, m: int, n: int, loop_m: int, args, bare: Callable[[], float]) -> dict:
     """Ensemble and loop timed alternately ``--repeats`` times, the bare kernel (``bare()``,
     FLOP/s) measured just before each pair; the medians of the per-repeat ratios (each pair ran
@@ -59,9 +117,14 @@ def compare(name: str, data, width: int, m: int, n: int, loop_m: int, args, bare
     seeds = list(range(m))
     k = min(loop_m, m)
     flops = 3 * 2 * macs_per_example(build(), data.x_train) * n * args.epochs
-    pairs = []
+    pairs, bounds = [], []
+    groups = plan_groups(build(), data.x_train[:2], m, cfg.batch_size, args.device)
+    steps = args.epochs * -(-n // cfg.batch_size)
     for _ in range(args.repeats):
         peak = bare()
+        if name == "mlp" and args.device == "cpu":
+            bounds.append(tuple(flops * m / mlp_step_seconds(build(), groups, cfg.batch_size, steps, cfg, up,
+                                                             args.threads) / peak for up in (False, True)))
         ens = train_ensemble(build, data.x_train, data.y_train, subsets, cfg, seeds, mode="stacked",
                              device=args.device, measure_fit=False)
         loop = train_ensemble(build, data.x_train, data.y_train, subsets[:k], cfg, seeds[:k], mode="loop",
@@ -74,7 +137,8 @@ def compare(name: str, data, width: int, m: int, n: int, loop_m: int, args, bare
     return {"model": name, "M": m, "ens_s": ens_per * m, "loop_s_per_member": med([lp for _, lp, _ in pairs]),
             "speedup": med(speedups), "range": (speedups[0], speedups[-1]), "ens_flops": flops / ens_per,
             "ens_bare": med(ens_bare), "ens_bare_range": (ens_bare[0], ens_bare[-1]),
-            "loop_bare": med([flops / lp / b for _, lp, b in pairs]), "bare": [b for _, _, b in pairs]}
+            "loop_bare": med([flops / lp / b for _, lp, b in pairs]), "bare": [b for _, _, b in pairs],
+            "groups": len(groups), "bounds": tuple(med(v) for v in zip(*bounds)) if bounds else None}
 
 
 def main() -> None:
@@ -103,6 +167,9 @@ def main() -> None:
             train_ensemble(lambda: new_model(name, data, {"width": width}), data.x_train, data.y_train,  # noqa: B023
                            [np.arange(128)] * m, TrainConfig(epochs=1, lr=0.05, batch_size=64), list(range(m)),
                            mode=mode, device=args.device, measure_fit=False)
+    if args.device == "cpu":
+        mlp_step_seconds(new_model("mlp", data, {"width": args.mlp_width}), [list(range(4))] * args.threads, 64, 2,
+                         TrainConfig(lr=0.05), True, args.threads)
     rows = []
     for name, width, n in (("mlp", args.mlp_width, args.mlp_n), ("cnn", args.cnn_width, args.cnn_n)):
         for m in (int(v) for v in args.members.split(",")):
@@ -111,15 +178,16 @@ def main() -> None:
     print(f"{args.dataset}, {args.threads} threads, device {args.device}, {args.epochs} epoch(s); bare matmul "
           f"{min(seen['mlp']) / 1e9:.1f}-{max(seen['mlp']) / 1e9:.1f} GFLOP/s, bare conv "
           f"{min(seen['cnn']) / 1e9:.1f}-{max(seen['cnn']) / 1e9:.1f} (measured before each pair)")
-    print(f"\n| model | M | rows/member | ensemble s | loop s/member | loop/ensemble (range) | ens GFLOP/s "
-          f"| ens/bare (range) | loop/bare |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"\n| model | M | groups | rows/member | ensemble s | loop s/member | loop/ensemble (range) | ens GFLOP/s "
+          f"| ens/bare (range) | loop/bare | kernels/bare | kernels+update/bare |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         n = args.mlp_n if r["model"] == "mlp" else args.cnn_n
-        print(f"| {r['model']} | {r['M']} | {n} | {r['ens_s']:.2f} | {r['loop_s_per_member']:.3f} | "
+        bound = " | ".join(f"{v:.2f}" for v in r["bounds"]) if r["bounds"] else "- | -"
+        print(f"| {r['model']} | {r['M']} | {r['groups']} | {n} | {r['ens_s']:.2f} | {r['loop_s_per_member']:.3f} | "
               f"{r['speedup']:.2f}x ({r['range'][0]:.2f}-{r['range'][1]:.2f}) | {r['ens_flops'] / 1e9:.1f} | "
               f"{r['ens_bare']:.2f} ({r['ens_bare_range'][0]:.2f}-{r['ens_bare_range'][1]:.2f}) | "
-              f"{r['loop_bare']:.2f} |")
+              f"{r['loop_bare']:.2f} | {bound} |")
 
 
 if __name__ == "__main__":

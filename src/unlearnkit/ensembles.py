@@ -442,6 +442,20 @@ def auto_chunk(model: nn.Module, probe: torch.Tensor, members: int, batch_size: 
     return min(members, fit)
 
 
+def plan_groups(model: nn.Module, probe: torch.Tensor, members: int, batch_size: int,
+                device: torch.device | str, chunk: int | None = None) -> list[list[int]]:
+    """The member numbers of each group a stacked ensemble trains, as :func:`train_ensemble`
+    splits them: groups of at most ``chunk`` (default :func:`auto_chunk`) members whose sizes
+    differ by at most one; by default on a CPU with T torch threads, a whole multiple of T
+    groups, so that no thread idles at the end."""
+    size = chunk or auto_chunk(model, probe, members, batch_size, device)
+    n_groups = math.ceil(members / size)
+    threads = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
+    if chunk is None and threads > 1:
+        n_groups = min(members, math.ceil(n_groups / threads) * threads)
+    return [g.tolist() for g in np.array_split(np.arange(members), n_groups)]
+
+
 # --------------------------------------------------------------------------- the ensemble
 
 
@@ -565,12 +579,8 @@ def train_ensemble(
         return _train_loop(models, x, y, subsets, cfg, seeds, device, measure_fit, quiet, desc)
     if chunk is not None and chunk < 1:
         raise UnlearnkitError(f"ensemble: chunk must be >= 1 member, got {chunk}")
-    size = chunk or auto_chunk(models[0], probe, k, cfg.batch_size, device)
-    n_groups = math.ceil(k / size)
+    groups = plan_groups(models[0], probe, k, cfg.batch_size, device, chunk)
     threads = torch.get_num_threads() if device.type == "cpu" else 1
-    if chunk is None and threads > 1:  # a whole number of groups for every thread, so none idles at the end
-        n_groups = min(k, math.ceil(n_groups / threads) * threads)
-    groups = [g.tolist() for g in np.array_split(np.arange(k), n_groups)]  # sizes differ by <= 1
     start = time.perf_counter()
 
     def group(g: list[int], quiet_group: bool) -> Ensemble:
