@@ -1,6 +1,6 @@
 """The ensemble engine vs the plain loop: wall time and achieved FLOP/s, mlp and cnn, M = 16 and 64.
 
-    .venv/bin/python benchmarks/ensemble.py [--dataset fashion-mnist] [--members 16,64] [--mlp-n 2000]
+    .venv/bin/python benchmarks/ensemble.py [--dataset fashion-mnist] [--models mlp,cnn] [--members 16,64] [--mlp-n 2000]
         [--cnn-n 512] [--cnn-width 8] [--epochs 1] [--loop-members 8] [--threads 2] [--device cpu]
 
 For each model and M, in this one process, side by side: :func:`unlearnkit.ensembles.train_ensemble`
@@ -19,6 +19,11 @@ forward passes: the count flatters both columns alike. It is divided by a bare k
 measured here with the same threads: a 2048 x 2048 float32 matmul for the mlp, and for the cnn a dense 3x3 convolution
 (64 -> 64 channels, 14 x 14, batch 64) forward and backward. Targets on 2 CPU cores: the ensemble
 >= 1.5x faster than the loop for both models; >= 0.8 of the bare matmul's FLOP/s for the mlp.
+
+For the mlp on a CPU, two more columns bound what any engine built on these kernels can reach
+(:func:`mlp_step_seconds`): ``kernels/bare``, the same groups' step matmuls alone, side by side on
+the threads; ``kernels+update/bare``, the same with the recipe's fused optimizer step (SGD with
+momentum, lr 0.05) over the same tensors. Neither has the engine's gather, loss, set-up or Python.
 """
 
 from __future__ import annotations
@@ -144,6 +149,7 @@ def compare(name: str, data, width: int, m: int, n: int, loop_m: int, args, bare
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--models", default="mlp,cnn")
     ap.add_argument("--members", default="16,64")
     ap.add_argument("--mlp-n", type=int, default=2000)
     ap.add_argument("--mlp-width", type=int, default=256)
@@ -158,26 +164,30 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)
     kernels = {"mlp": bare_matmul_flops, "cnn": bare_conv_flops}
+    models = [(name, width, n) for name, width, n in (("mlp", args.mlp_width, args.mlp_n),
+                                                      ("cnn", args.cnn_width, args.cnn_n))
+              if name in args.models.split(",")]
     # Untimed warm-up at the timed shapes: the first fused optimizer of a process imports torch's
     # compiler stack (~1 s), and each kernel (and each thread's memory) sets itself up on first use.
-    for name, width in (("mlp", args.mlp_width), ("cnn", args.cnn_width)):
+    for name, width, _ in models:
         kernels[name]()
         m = 4 * args.threads
         for mode in ("stacked", "loop"):
             train_ensemble(lambda: new_model(name, data, {"width": width}), data.x_train, data.y_train,  # noqa: B023
                            [np.arange(128)] * m, TrainConfig(epochs=1, lr=0.05, batch_size=64), list(range(m)),
                            mode=mode, device=args.device, measure_fit=False)
-    if args.device == "cpu":
+    if args.device == "cpu" and "mlp" in args.models.split(","):
         mlp_step_seconds(new_model("mlp", data, {"width": args.mlp_width}), [list(range(4))] * args.threads, 64, 2,
                          TrainConfig(lr=0.05), True, args.threads)
     rows = []
-    for name, width, n in (("mlp", args.mlp_width, args.mlp_n), ("cnn", args.cnn_width, args.cnn_n)):
+    for name, width, n in models:
         for m in (int(v) for v in args.members.split(",")):
             rows.append(compare(name, data, width, m, n, args.loop_members, args, kernels[name]))
-    seen = {name: [b for r in rows if r["model"] == name for b in r["bare"]] for name in kernels}
-    print(f"{args.dataset}, {args.threads} threads, device {args.device}, {args.epochs} epoch(s); bare matmul "
-          f"{min(seen['mlp']) / 1e9:.1f}-{max(seen['mlp']) / 1e9:.1f} GFLOP/s, bare conv "
-          f"{min(seen['cnn']) / 1e9:.1f}-{max(seen['cnn']) / 1e9:.1f} (measured before each pair)")
+    seen = {name: [b / 1e9 for r in rows if r["model"] == name for b in r["bare"]] for name, _, _ in models}
+    bare = ", ".join(f"bare {'matmul' if name == 'mlp' else 'conv'} {min(v):.1f}-{max(v):.1f} GFLOP/s"
+                     for name, v in seen.items())
+    print(f"{args.dataset}, {args.threads} threads, device {args.device}, {args.epochs} epoch(s); {bare} "
+          "(measured before each pair)")
     print(f"\n| model | M | groups | rows/member | ensemble s | loop s/member | loop/ensemble (range) | ens GFLOP/s "
           f"| ens/bare (range) | loop/bare | kernels/bare | kernels+update/bare |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
