@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from unlearnkit import TrainConfig, UnlearnkitError
-from unlearnkit.ensembles import StackedMembers, _DenseChainStep, auto_chunk, auto_mode, is_chain, train_ensemble
+from unlearnkit.ensembles import (StackedMembers, _DenseChainStep, auto_chunk, auto_mode, is_chain, plan_groups,
+                                  train_ensemble)
 from unlearnkit.runs import new_model
 from unlearnkit.training import per_example_loss, predict_logits, seed_everything, torch_threads, train
 
@@ -193,6 +194,12 @@ def test_chunks_change_the_speed_not_the_members(digits):
     big, probe = new_model("mlp", digits, {"width": 12000}), digits.x_train[:2]
     assert auto_chunk(big, probe, 64, 64, "cpu") == 5 and auto_chunk(big, probe, 64, 16, "cpu") == 9 and auto_chunk(big, probe, 64, 64, "cuda") == 64
     assert auto_chunk(build(), probe, 64, 64, "cpu") == 64
+    # 64 big members in groups of at most 5: 13 groups, rounded up to 14 for two threads (none
+    # idles at the end), sizes differing by at most one; a given chunk is kept as it is
+    with torch_threads(2):
+        groups = plan_groups(big, probe, 64, 64, "cpu")
+        assert len(plan_groups(big, probe, 64, 64, "cpu", chunk=5)) == 13
+    assert len(groups) == 14 and sum(groups, []) == list(range(64)) and {len(g) for g in groups} == {4, 5}
 
 
 def test_a_failing_group_beside_others_stops_the_ensemble_and_restores_the_threads(digits):
