@@ -1,7 +1,8 @@
 """The ensemble engine vs the plain loop: wall time and achieved FLOP/s, mlp and cnn, M = 16 and 64.
 
-    .venv/bin/python benchmarks/ensemble.py [--dataset fashion-mnist] [--models mlp,cnn] [--members 16,64] [--mlp-n 2000]
-        [--cnn-n 512] [--cnn-width 8] [--epochs 1] [--loop-members 8] [--threads 2] [--device cpu]
+    .venv/bin/python benchmarks/ensemble.py [--dataset fashion-mnist] [--models mlp,cnn] [--members 16,64]
+        [--mlp-n 2000] [--cnn-n 512] [--cnn-width 8] [--epochs 1] [--batch-size 64] [--loop-members 8] [--threads 2]
+        [--device cpu]
 
 For each model and M, in this one process, side by side: :func:`unlearnkit.ensembles.train_ensemble`
 trains M members in one stacked network (``mode="stacked"``), and the same call with ``mode="loop"``
@@ -118,7 +119,7 @@ def compare(name: str, data, width: int, m: int, n: int, loop_m: int, args, bare
     build = lambda: new_model(name, data, {"width": width})  # noqa: E731
     rng = np.random.default_rng(0)
     subsets = [np.sort(rng.permutation(data.n_train)[:n]) for _ in range(m)]
-    cfg = TrainConfig(epochs=args.epochs, lr=0.05, batch_size=64)
+    cfg = TrainConfig(epochs=args.epochs, lr=0.05, batch_size=args.batch_size)
     seeds = list(range(m))
     k = min(loop_m, m)
     flops = 3 * 2 * macs_per_example(build(), data.x_train) * n * args.epochs
@@ -156,6 +157,7 @@ def main() -> None:
     ap.add_argument("--cnn-n", type=int, default=512)
     ap.add_argument("--cnn-width", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=64, help="the memorization recipes' batch")
     ap.add_argument("--loop-members", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
@@ -174,11 +176,11 @@ def main() -> None:
         m = 4 * args.threads
         for mode in ("stacked", "loop"):
             train_ensemble(lambda: new_model(name, data, {"width": width}), data.x_train, data.y_train,  # noqa: B023
-                           [np.arange(128)] * m, TrainConfig(epochs=1, lr=0.05, batch_size=64), list(range(m)),
-                           mode=mode, device=args.device, measure_fit=False)
+                           [np.arange(2 * args.batch_size)] * m,
+                           TrainConfig(epochs=1, lr=0.05, batch_size=args.batch_size), list(range(m)), mode=mode, device=args.device, measure_fit=False)
     if args.device == "cpu" and "mlp" in args.models.split(","):
-        mlp_step_seconds(new_model("mlp", data, {"width": args.mlp_width}), [list(range(4))] * args.threads, 64, 2,
-                         TrainConfig(lr=0.05), True, args.threads)
+        mlp_step_seconds(new_model("mlp", data, {"width": args.mlp_width}), [list(range(4))] * args.threads,
+                         args.batch_size, 2, TrainConfig(lr=0.05), True, args.threads)
     rows = []
     for name, width, n in models:
         for m in (int(v) for v in args.members.split(",")):
@@ -186,8 +188,8 @@ def main() -> None:
     seen = {name: [b / 1e9 for r in rows if r["model"] == name for b in r["bare"]] for name, _, _ in models}
     bare = ", ".join(f"bare {'matmul' if name == 'mlp' else 'conv'} {min(v):.1f}-{max(v):.1f} GFLOP/s"
                      for name, v in seen.items())
-    print(f"{args.dataset}, {args.threads} threads, device {args.device}, {args.epochs} epoch(s); {bare} "
-          "(measured before each pair)")
+    print(f"{args.dataset}, {args.threads} threads, device {args.device}, {args.epochs} epoch(s), "
+          f"batch {args.batch_size}; {bare} (measured before each pair)")
     print(f"\n| model | M | groups | rows/member | ensemble s | loop s/member | loop/ensemble (range) | ens GFLOP/s "
           f"| ens/bare (range) | loop/bare | kernels/bare | kernels+update/bare |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
