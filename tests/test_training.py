@@ -105,3 +105,35 @@ def test_cli_train_warns_when_the_model_does_not_fit(cli, tmp):
                        (["--epochs", "0"], "epochs"), (["--fit-threshold", "0"], "fit threshold")]:
         code, _, err = cli("train", *flags, "--out", tmp / "x", "-q")
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_cnn_predictions_run_channels_last_and_leave_the_model_as_it_was():
+    from unlearnkit.models.cnn import SmallCNN
+    from unlearnkit.training import _channels_last_while, predict_embeddings, predict_logits
+
+    torch.manual_seed(0)
+    model = SmallCNN(3, 4, width=4)
+    x = torch.randn(40, 3, 8, 8)
+    weights = {n: (p.data_ptr(), p.stride()) for n, p in model.named_parameters()}
+    with torch.no_grad():
+        reference = model.eval()(x)
+    with _channels_last_while(model, x) as on:
+        assert on and model.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+        assert not model.features[0][0].weight.is_contiguous()
+    assert {n: (p.data_ptr(), p.stride()) for n, p in model.named_parameters()} == weights
+    model.train()
+    logits = predict_logits(model, x, batch_size=16)
+    assert model.training and torch.allclose(logits, reference, atol=1e-5)
+    assert {n: (p.data_ptr(), p.stride()) for n, p in model.named_parameters()} == weights
+    assert predict_embeddings(model, x).shape == (40, 16)
+    with _channels_last_while(model, x.flatten(1)) as on:  # not images: nothing changes
+        assert not on and model.features[0][0].weight.is_contiguous()
+
+
+def test_train_run_records_the_fit_that_train_measured(digits, tmp):
+    from unlearnkit.training import accuracy
+
+    run = train_run(digits, "mlp", TrainConfig(epochs=2, seed=0), tmp / "r", model_kwargs={"width": 16})
+    r = run.meta["results"]
+    assert r["train_acc"] == accuracy(run.model, digits.x_train, digits.y_train)
+    assert r["test_acc"] == accuracy(run.model, digits.x_test, digits.y_test)

@@ -325,11 +325,18 @@ def load_run(
     return Run(path=path, meta=meta, model=model, data=data)
 
 
-def evaluate_splits(model: nn.Module, data: DataBundle, train_positions: np.ndarray | None = None) -> dict[str, float]:
+def evaluate_splits(model: nn.Module, data: DataBundle, train_positions: np.ndarray | None = None,
+                    train_accuracy: float | None = None) -> dict[str, float]:
     """train/val/test accuracy in [0, 1] (train over ``train_positions`` if given), keyed as
-    run.json's ``results`` records them (``train_acc``, ``val_acc``, ``test_acc``)."""
+    run.json's ``results`` records them (``train_acc``, ``val_acc``, ``test_acc``).
+    ``train_accuracy``: the train accuracy when it is measured already (by :func:`train`),
+    which saves a forward pass over the training set."""
     pos = np.arange(data.n_train) if train_positions is None else train_positions
-    return {f"{k}_acc": v for k, v in split_accuracies(model, data, {"train": pos}).items()}
+    rows = {"train": pos} if train_accuracy is None else {}
+    acc = split_accuracies(model, data, rows)
+    if train_accuracy is not None:
+        acc = {"train": train_accuracy, **acc}
+    return {f"{k}_acc": v for k, v in acc.items()}
 
 
 def train_run(
@@ -373,7 +380,7 @@ def train_run(
             index=data.index_train[keep].numpy(), device=dev, quiet=quiet, desc=f"train {model_name}",
         )
         model.cpu()
-        results = evaluate_splits(model, data, keep)
+        results = evaluate_splits(model, data, keep, train_accuracy=result.train_accuracy)
         results["seconds"] = result.seconds
         meta = {
             "kind": kind,

@@ -321,9 +321,30 @@ def _in_batches(
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    out = [fn(xb.to(device)).float().cpu() for xb in x.split(batch_size)]
+    with _channels_last_while(model, x) as cl:
+        fmt = torch.channels_last if cl else torch.preserve_format
+        out = [fn(xb.to(device).contiguous(memory_format=fmt)).float().cpu() for xb in x.split(batch_size)]
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
+
+
+@contextlib.contextmanager
+def _channels_last_while(model: nn.Module, x: torch.Tensor) -> Iterator[bool]:
+    """Within the block, the 4-d weights of a model that opts in (``prefers_channels_last``) are
+    channels_last when ``x`` is a batch of images; yields whether they are. For inference only:
+    afterwards each tensor gets its own storage back, so updates made in the block would be lost.
+    (The small cnn's forward pass over 1024 Fashion-MNIST images took 0.49-0.69 s against
+    0.75-0.95 s in the default layout, 2 threads, Intel Xeon.)"""
+    if x.dim() != 4 or not getattr(model, "prefers_channels_last", False):
+        yield False
+        return
+    saved = [(t, t.data) for t in (*model.parameters(), *model.buffers()) if t.dim() == 4]
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield True
+    finally:
+        for t, data in saved:
+            t.data = data
 
 
 def predict_logits(
