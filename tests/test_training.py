@@ -126,6 +126,9 @@ def test_cnn_predictions_run_channels_last_and_leave_the_model_as_it_was():
     assert model.training and torch.allclose(logits, reference, atol=1e-5)
     assert {n: (p.data_ptr(), p.stride()) for n, p in model.named_parameters()} == weights
     assert predict_embeddings(model, x).shape == (40, 16)
+    rows = torch.randn(6, 40)  # a non-contiguous input of a model in the default layout
+    mlp = torch.nn.Sequential(torch.nn.Linear(6, 3))
+    assert torch.allclose(predict_logits(mlp, rows.t()), mlp(rows.t()))
     with _channels_last_while(model, x.flatten(1)) as on:  # not images: nothing changes
         assert not on and model.features[0][0].weight.is_contiguous()
 

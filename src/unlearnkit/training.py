@@ -322,8 +322,8 @@ def _in_batches(
     was_training = model.training
     model.eval()
     with _channels_last_while(model, x) as cl:
-        fmt = torch.channels_last if cl else torch.preserve_format
-        out = [fn(xb.to(device).contiguous(memory_format=fmt)).float().cpu() for xb in x.split(batch_size)]
+        out = [fn(xb.to(device).contiguous(memory_format=torch.channels_last) if cl else xb.to(device)).float().cpu()
+               for xb in x.split(batch_size)]
     model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
 
