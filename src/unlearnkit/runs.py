@@ -331,11 +331,11 @@ def evaluate_splits(model: nn.Module, data: DataBundle, train_positions: np.ndar
     run.json's ``results`` records them (``train_acc``, ``val_acc``, ``test_acc``).
     ``train_accuracy``: the train accuracy when it is measured already (by :func:`train`),
     which saves a forward pass over the training set."""
-    pos = np.arange(data.n_train) if train_positions is None else train_positions
-    rows = {"train": pos} if train_accuracy is None else {}
-    acc = split_accuracies(model, data, rows)
-    if train_accuracy is not None:
-        acc = {"train": train_accuracy, **acc}
+    if train_accuracy is None:
+        pos = np.arange(data.n_train) if train_positions is None else train_positions
+        acc = split_accuracies(model, data, {"train": pos})
+    else:
+        acc = {"train": train_accuracy, **split_accuracies(model, data)}
     return {f"{k}_acc": v for k, v in acc.items()}
 
 

@@ -223,7 +223,7 @@ def train(
     # channels_last makes the small cnn ~1.5x faster on CPU; models opt in
     # because torch 2.13's CPU backward of a strided 1x1 conv in channels_last
     # corrupts the heap on tiny feature maps (ResNet shortcuts on 8x8 inputs).
-    channels_last = x.dim() == 4 and getattr(model, "prefers_channels_last", False)
+    channels_last = prefers_channels_last(model, x)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model.parameters(), cfg)
@@ -328,6 +328,12 @@ def _in_batches(
     return torch.cat(out) if out else torch.zeros(0)
 
 
+def prefers_channels_last(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``model`` runs on ``x`` in channels_last: ``x`` is a batch of images and the model
+    opts in (``prefers_channels_last``)."""
+    return x.dim() == 4 and getattr(model, "prefers_channels_last", False)
+
+
 @contextlib.contextmanager
 def _channels_last_while(model: nn.Module, x: torch.Tensor) -> Iterator[bool]:
     """Within the block, the 4-d weights of a model that opts in (``prefers_channels_last``) are
@@ -335,7 +341,7 @@ def _channels_last_while(model: nn.Module, x: torch.Tensor) -> Iterator[bool]:
     afterwards each tensor gets its own storage back, so updates made in the block would be lost.
     (The small cnn's forward pass over 1024 Fashion-MNIST images took 0.49-0.69 s against
     0.75-0.95 s in the default layout, 2 threads, Intel Xeon.)"""
-    if x.dim() != 4 or not getattr(model, "prefers_channels_last", False):
+    if not prefers_channels_last(model, x):
         yield False
         return
     saved = [(t, t.data) for t in (*model.parameters(), *model.buffers()) if t.dim() == 4]

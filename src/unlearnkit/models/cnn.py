@@ -47,7 +47,7 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 
 class SmallCNN(Classifier):
-    prefers_channels_last = True  # read by training.train
+    prefers_channels_last = True  # read by training.prefers_channels_last (training and predictions)
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 32) -> None:
         super().__init__()
