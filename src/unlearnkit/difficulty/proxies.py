@@ -65,7 +65,8 @@ def holdout_retraining(
     High => the example's prediction relied on training on it => higher memorization."""
     device = resolve_device(device)
     tuned = copy.deepcopy(model)
-    train(tuned, x_holdout, y_holdout, cfg, device=device, record_dynamics=False, desc="holdout fine-tune")
+    train(tuned, x_holdout, y_holdout, cfg, device=device, record_dynamics=False, desc="holdout fine-tune",
+          measure_fit=False)
     return symmetric_kl(predict_logits(model, x, device=device), predict_logits(tuned, x, device=device))
 
 

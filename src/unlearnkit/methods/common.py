@@ -85,7 +85,7 @@ def fit(
     try:
         res = train(
             ctx.model, x, y, train_config(p, ctx.seed), device=ctx.device,
-            record_dynamics=False, quiet=ctx.quiet, desc=desc, loss_fn=loss_fn,
+            record_dynamics=False, quiet=ctx.quiet, desc=desc, loss_fn=loss_fn, measure_fit=False,
         )
     finally:
         for h in hooks:

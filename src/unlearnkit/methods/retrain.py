@@ -31,5 +31,6 @@ class Retrain(Method):
         x, y = rows(ctx, ctx.retain)
         res = train(
             model, x, y, cfg, device=ctx.device, record_dynamics=False, quiet=ctx.quiet, desc="retrain",
+            measure_fit=False,
         )
         return MethodOutput(res.model, res.examples_processed)

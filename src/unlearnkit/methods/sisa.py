@@ -198,7 +198,7 @@ def _train_stages(
             res = train(
                 model, data.x_train[pos], data.y_train[pos],
                 cfg.model_copy(update={"epochs": state.epochs_per_slice, "seed": s}),
-                index=idx, device=device, record_dynamics=False, quiet=True,
+                index=idx, device=device, record_dynamics=False, quiet=True, measure_fit=False,
             )
             processed += res.examples_processed
         states.append({k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()})
